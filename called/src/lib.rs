@@ -1,0 +1,113 @@
+//! The called service: verifies the caller's identity token and persists JSON bodies durably.
+//!
+//! - [`config`]: settings (`DATABASE_URL`, auth, server) and `--help`.
+//! - [`routes`]: the handlers (`POST /`, `GET /entities…`, health).
+//! - [`idempotency`]: `Idempotency-Key` validation, body hash, in-flight guard.
+//! - [`store`]: the storage interface and its SQLite backend (group commit).
+//! - [`error`]: the one error enum and its HTTP mapping.
+//!
+//! `main.rs` only parses config, starts telemetry, binds and calls [`run`].
+
+pub mod config;
+pub mod error;
+pub mod idempotency;
+pub mod routes;
+pub mod store;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use shared::auth::Authenticator;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use store::Store;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The storage backend.
+    pub store: Store,
+    /// Who may call.
+    pub auth: Authenticator,
+    /// Idempotency keys being processed right now.
+    pub in_flight: idempotency::InFlight,
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+/// The routes with all common layers.
+pub fn router(state: AppState, cfg: &Config) -> Router {
+    let routes = Router::new()
+        .route("/", post(routes::create))
+        .route("/entities", get(routes::list))
+        .route("/entities/{id}", get(routes::get_one))
+        .route("/health/live", get(routes::live))
+        .route("/health/ready", get(routes::ready))
+        .with_state(state);
+    shared::server::with_common_layers(routes, &cfg.server)
+}
+
+/// A built application: its router and the store to close on shutdown.
+pub struct App {
+    /// The HTTP routes.
+    pub router: Router,
+    /// The store.
+    pub store: Store,
+}
+
+/// Opens the store and builds the router.
+pub async fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<App> {
+    let store = Store::open(&cfg.database_url, &cfg.store)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open store {}: {e}",
+                store::redact_url(&cfg.database_url)
+            )
+        })?;
+    let auth = Authenticator::new(cfg.auth.clone(), http);
+    let state = AppState {
+        store: store.clone(),
+        auth,
+        in_flight: idempotency::InFlight::default(),
+    };
+    Ok(App {
+        router: router(state, cfg),
+        store,
+    })
+}
+
+/// Serves until `shutdown` completes, drains within `SHUTDOWN_GRACE_MS`, then closes the store
+/// (everything acknowledged is already committed; queued writes are committed before exit).
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let http = shared::outbound::client(std::time::Duration::from_secs(5));
+    let app = build(&cfg, http).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        store = %store::redact_url(&cfg.database_url),
+        auth_mode = ?cfg.auth.mode,
+        "called listening"
+    );
+    shared::server::serve(
+        listener,
+        app.router,
+        shutdown,
+        cfg.server.shutdown_grace,
+        cfg.server.header_read_timeout,
+    )
+    .await?;
+    app.store.close().await;
+    tracing::info!("called stopped");
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! HTTP handlers. Each one: extract (auth, headers, body) → validate → store → respond.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use shared::auth::Caller;
+use shared::body::{JsonObject, require_text};
+use shared::problem::Problem;
+use time::OffsetDateTime;
+use time::macros::format_description;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::Error;
+use crate::idempotency;
+use crate::store::{Entity, IdempotencyKey, InsertOutcome, NewEntity};
+
+/// Longest accepted `"bar"`, in characters.
+pub const MAX_BAR_CHARS: usize = 1024;
+/// Largest `limit` of a list request.
+pub const MAX_PAGE: u32 = 1000;
+/// `limit` when none is given.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// `POST /`: validate, persist durably, answer 201 with the entity.
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, Error> {
+    require_text(&body, "bar", MAX_BAR_CHARS)?;
+    let key = idempotency::key_from(&headers)?;
+    let caller_email = caller.email().map(str::to_owned);
+    let body = Value::Object(body);
+    let scope = caller_email.clone().unwrap_or_default();
+    let _guard = match &key {
+        Some(k) => Some(app.in_flight.begin(&scope, k).ok_or(Error::KeyInFlight)?),
+        None => None,
+    };
+    let idempotency = key.map(|key| IdempotencyKey {
+        scope,
+        key,
+        body_hash: idempotency::body_hash(&body),
+    });
+    let entity = Entity {
+        id: Uuid::now_v7(),
+        created_at: now_rfc3339(),
+        caller: caller_email,
+        body,
+    };
+    match app
+        .store
+        .insert(NewEntity {
+            entity,
+            idempotency,
+        })
+        .await?
+    {
+        InsertOutcome::Created(e) => Ok(created(&e, false)),
+        InsertOutcome::Replayed(e) => Ok(created(&e, true)),
+        InsertOutcome::KeyReused => Err(Error::KeyReused),
+    }
+}
+
+fn created(entity: &Entity, replayed: bool) -> Response {
+    let mut res = (StatusCode::CREATED, Json(entity)).into_response();
+    let h = res.headers_mut();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/entities/{}", entity.id)) {
+        h.insert(header::LOCATION, loc);
+    }
+    if replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
+/// `GET /entities/{id}`.
+pub async fn get_one(
+    State(app): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Entity>, Error> {
+    let not_found = || Problem::not_found(format!("no entity with id {id:?}"));
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    match app.store.get(uuid).await? {
+        Some(e) => Ok(Json(e)),
+        None => Err(not_found().into()),
+    }
+}
+
+/// `GET /entities?limit=N&after=ID`: keyset pagination, oldest first.
+pub async fn list(
+    State(app): State<AppState>,
+    _caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<crate::store::Page>, Error> {
+    let (limit, after) = list_params(query.as_deref().unwrap_or(""))?;
+    Ok(Json(app.store.list(limit, after).await?))
+}
+
+fn list_params(query: &str) -> Result<(u32, Option<Uuid>), Problem> {
+    let mut limit = DEFAULT_PAGE;
+    let mut after = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "limit" => {
+                limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        Problem::bad_request(format!(
+                            "query parameter \"limit\" must be an integer from 1 to {MAX_PAGE}"
+                        ))
+                    })?;
+            }
+            "after" => {
+                after = Some(Uuid::parse_str(&v).map_err(|_| {
+                    Problem::bad_request("query parameter \"after\" must be an entity id (UUID)")
+                })?);
+            }
+            _ => {}
+        }
+    }
+    Ok((limit, after))
+}
+
+/// `GET /health/live`: the process runs.
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "live"}))
+}
+
+/// `GET /health/ready`: the store answers.
+pub async fn ready(State(app): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: store unreachable");
+            Problem::unavailable("the store is unreachable", 2).into_response()
+        }
+        Err(_) => Problem::unavailable("the store did not answer in time", 2).into_response(),
+    }
+}
+
+fn now_rfc3339() -> String {
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    OffsetDateTime::now_utc().format(&fmt).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parameters() {
+        assert_eq!(list_params("").expect("defaults"), (DEFAULT_PAGE, None));
+        assert_eq!(list_params("limit=5").expect("ok").0, 5);
+        for bad in [
+            "limit=0",
+            "limit=abc",
+            "limit=1001",
+            "limit=-1",
+            "after=garbage",
+        ] {
+            assert_eq!(list_params(bad).expect_err(bad).status, 400);
+        }
+        let id = Uuid::now_v7();
+        assert_eq!(list_params(&format!("after={id}")).expect("ok").1, Some(id));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = now_rfc3339();
+        assert!(t.ends_with('Z') && t.len() == 27, "{t}");
+        assert!(
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).is_ok()
+        );
+    }
+}

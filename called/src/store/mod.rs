@@ -1,0 +1,221 @@
+//! Durable storage of entities, behind one small interface with a backend per database.
+//!
+//! The store never knows HTTP. Idempotency is enforced by the database's unique index on
+//! `(idem_scope, idem_key)`, so it holds across instances and restarts.
+
+mod sqlite;
+
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+
+/// A stored entity, as returned to clients.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entity {
+    /// UUIDv7: sortable by creation time.
+    pub id: Uuid,
+    /// RFC 3339 UTC timestamp of the insert.
+    pub created_at: String,
+    /// The verified principal that sent it, `null` with `AUTH_MODE=off`.
+    pub caller: Option<String>,
+    /// The whole JSON object as received.
+    pub body: Value,
+}
+
+/// The idempotency record attached to an insert.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    /// Principal the key belongs to (`""` when anonymous).
+    pub scope: String,
+    /// The client's `Idempotency-Key`.
+    pub key: String,
+    /// Hex SHA-256 of the canonical body.
+    pub body_hash: String,
+}
+
+/// What to insert.
+#[derive(Debug, Clone)]
+pub struct NewEntity {
+    /// The entity itself.
+    pub entity: Entity,
+    /// Present when the request carried an `Idempotency-Key`.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// Outcome of an insert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    /// Stored and committed.
+    Created(Entity),
+    /// The key was used before with the same body: the first entity, nothing new stored.
+    Replayed(Entity),
+    /// The key was used before with a different body.
+    KeyReused,
+}
+
+/// A page of entities, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// The entities.
+    pub items: Vec<Entity>,
+    /// Id to pass as `after` for the next page, `null` on the last page.
+    pub next: Option<Uuid>,
+}
+
+/// Store failures. None of them carries driver text to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is overloaded right now (503 with Retry-After).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (500).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => Self::Corrupt(e.to_string()),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The configured backend. An enum rather than a trait object: two backends, static dispatch.
+#[derive(Clone)]
+pub enum Store {
+    /// Embedded SQLite (default).
+    Sqlite(SqliteStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(_) => f.write_str("Store::Sqlite"),
+        }
+    }
+}
+
+impl Store {
+    /// Opens the store named by `DATABASE_URL` and runs its migrations.
+    pub async fn open(url: &str, settings: &StoreSettings) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            return Ok(Self::Sqlite(SqliteStore::open(url, settings).await?));
+        }
+        Err(StoreError::Unavailable(format!(
+            "unsupported DATABASE_URL scheme in {}",
+            redact_url(url)
+        )))
+    }
+
+    /// Inserts durably: returns only after the commit that holds the row.
+    pub async fn insert(&self, new: NewEntity) -> Result<InsertOutcome, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.insert(new).await,
+        }
+    }
+
+    /// One entity by id.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Entity>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.get(id).await,
+        }
+    }
+
+    /// Up to `limit` entities with id greater than `after`, oldest first.
+    pub async fn list(&self, limit: u32, after: Option<Uuid>) -> Result<Page, StoreError> {
+        let mut items = match self {
+            Self::Sqlite(s) => s.list(limit + 1, after).await?,
+        };
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Flushes pending writes and closes connections.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+/// Tuning shared by the backends.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Upper bound on pooled connections.
+    pub max_connections: u32,
+    /// How long to wait for a connection or a lock before answering 503.
+    pub acquire_timeout: std::time::Duration,
+    /// Most inserts committed in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 4,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            max_batch: 256,
+        }
+    }
+}
+
+/// `scheme://user:***@host/...`: the URL with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(url) {
+        if u.password().is_some() {
+            let _ = u.set_password(Some("***"));
+            return u.to_string();
+        }
+        if !url.contains('@') {
+            return u.to_string();
+        }
+    }
+    match url.rsplit_once('@') {
+        Some((_, rest)) => format!("***@{rest}"),
+        None => url.to_owned(),
+    }
+}
+
+fn parse_id(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("bad id {s:?}: {e}")))
+}
+
+fn parse_body(s: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@localhost/db?host=/cloudsql/p:r:i"),
+            "postgres://u:***@localhost/db?host=/cloudsql/p:r:i"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/called.db"),
+            "sqlite://data/called.db"
+        );
+        assert!(!redact_url("garbage:secret@x y").contains("secret"));
+    }
+}

@@ -1,0 +1,192 @@
+//! Acknowledged writes survive SIGKILL: the real binary, killed and restarted on the same file.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn start(database_url: &str) -> (Child, String) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_called"))
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("AUTH_MODE", "off")
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn called");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
+                && r.status() == 200
+            {
+                return (child, base);
+            }
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = child.kill().await;
+    }
+    panic!("called did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/d/called.db", dir.path().display());
+    let client = reqwest::Client::new();
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    for round in 0..3 {
+        let (mut child, base) = start(&url).await;
+        let before = acknowledged.lock().expect("lock").len();
+        // Eight writers keep going until the process dies under them.
+        let mut writers = Vec::new();
+        for w in 0..8 {
+            let (client, base, acked) = (client.clone(), base.clone(), acknowledged.clone());
+            writers.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let Ok(res) = client
+                        .post(format!("{base}/"))
+                        .json(&json!({"bar": format!("r{round}-w{w}-{i}")}))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    if res.status() != 201 {
+                        return;
+                    }
+                    let Ok(v) = res.json::<Value>().await else {
+                        return;
+                    };
+                    if let Some(id) = v["id"].as_str() {
+                        acked.lock().expect("lock").push(id.to_owned());
+                    }
+                }
+            }));
+        }
+        for _ in 0..400 {
+            if acknowledged.lock().expect("lock").len() >= before + 30 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.start_kill().expect("SIGKILL");
+        let _ = child.wait().await;
+        for w in writers {
+            tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .expect("writer ends")
+                .expect("join");
+        }
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() >= 90,
+        "writes were acknowledged in every round"
+    );
+    let (_child, base) = start(&url).await;
+    for id in &acknowledged {
+        let res = client
+            .get(format!("{base}/entities/{id}"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status(), 200, "acknowledged entity {id} was lost");
+    }
+}
+
+#[tokio::test]
+async fn bad_settings_exit_2_naming_the_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_called"))
+        .env_clear()
+        .env("AUTH_MODE", "sometimes")
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTH_MODE"));
+    let out = Command::new(env!("CARGO_BIN_EXE_called"))
+        .env_clear()
+        .env("AUTH_MODE", "off")
+        .env("PORT", "http")
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORT"));
+    let out = Command::new(env!("CARGO_BIN_EXE_called"))
+        .arg("--help")
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "PORT",
+        "DATABASE_URL",
+        "AUTH_MODE",
+        "MAX_BODY_BYTES",
+        "SHUTDOWN_GRACE_MS",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(var), "--help lists {var}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/called.db", dir.path().display());
+    let (child, base) = start(&url).await;
+    let pid = child.id().expect("pid");
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .post(format!("{base}/"))
+            .json(&json!({"bar": "x"}))
+            .send()
+            .await
+            .expect("post")
+            .status(),
+        201
+    );
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+    let mut child = child;
+    let exit = tokio::time::timeout(Duration::from_secs(9), child.wait())
+        .await
+        .expect("exits within grace")
+        .expect("wait");
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_err(),
+        "new connections refused"
+    );
+}

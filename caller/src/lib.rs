@@ -1,0 +1,118 @@
+//! The caller service: authenticates its own client, then forwards `{"foo"}` to the called
+//! service as `{"bar"}` with a cached Google ID token.
+//!
+//! - [`config`]: settings (`CALLED_URL`, token source, deadlines, auth) and `--help`.
+//! - [`routes`]: the handlers (`POST /`, health).
+//! - [`forward`]: the outbound call — token, headers, retries, deadline, outcome mapping.
+//! - [`error`]: the one error enum and its HTTP mapping.
+//!
+//! `main.rs` only parses config, starts telemetry, binds and calls [`run`].
+
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use shared::auth::Authenticator;
+use shared::token::{CacheOptions, TokenCache, build_source};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use forward::Forwarder;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Who may call this service.
+    pub auth: Authenticator,
+    /// The outbound call.
+    pub forwarder: Arc<Forwarder>,
+    /// The pooled outbound client (health checks).
+    pub http: reqwest::Client,
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+/// The routes with all common layers.
+pub fn router(state: AppState, cfg: &Config) -> Router {
+    let routes = Router::new()
+        .route("/", post(routes::forward))
+        .route("/health/live", get(routes::live))
+        .route("/health/ready", get(routes::ready))
+        .with_state(state);
+    shared::server::with_common_layers(routes, &cfg.server)
+}
+
+/// Builds the token source, cache, forwarder and router. Starts fetching the first token in
+/// the background so the first request does not wait for it.
+pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, TokenCache)> {
+    let source = build_source(
+        cfg.token_source,
+        &cfg.called_audience,
+        cfg.metadata_host.as_deref(),
+        http.clone(),
+        cfg.token_fetch_timeout,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot set up TOKEN_SOURCE: {e}"))?;
+    let tokens = TokenCache::new(
+        source,
+        CacheOptions {
+            fetch_timeout: cfg.token_fetch_timeout,
+            ..CacheOptions::default()
+        },
+    );
+    let forwarder = Forwarder::new(
+        http.clone(),
+        &cfg.called_url,
+        tokens.clone(),
+        cfg.call_timeout,
+        cfg.call_max_attempts,
+    );
+    let auth = Authenticator::new(cfg.auth.clone(), http.clone());
+    let state = AppState {
+        auth,
+        forwarder: Arc::new(forwarder),
+        http,
+    };
+    let warm = tokens.clone();
+    tokio::spawn(async move { warm.warm_up().await });
+    Ok((router(state, cfg), tokens))
+}
+
+/// Serves until `shutdown` completes and drains within `SHUTDOWN_GRACE_MS`.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let http = shared::outbound::client(std::time::Duration::from_secs(5));
+    let (router, _tokens) = build(&cfg, http)?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        called = %cfg.called_url,
+        audience = %cfg.called_audience,
+        token_source = ?cfg.token_source,
+        auth_mode = ?cfg.auth.mode,
+        "caller listening"
+    );
+    shared::server::serve(
+        listener,
+        router,
+        shutdown,
+        cfg.server.shutdown_grace,
+        cfg.server.header_read_timeout,
+    )
+    .await?;
+    tracing::info!("caller stopped");
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! HTTP handlers: authenticate the client, validate `"foo"`, forward as `"bar"`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::{Value, json};
+use shared::auth::Caller;
+use shared::body::{JsonObject, idempotency_key, require_text};
+use shared::problem::Problem;
+
+use crate::AppState;
+use crate::error::Error;
+use crate::forward::{Outgoing, PROPAGATED};
+
+/// Longest accepted `"foo"`, in characters.
+pub const MAX_FOO_CHARS: usize = 1024;
+
+/// `POST /`: `{"foo": …, …}` → called `POST /` with `{"bar": …, …}`.
+pub async fn forward(
+    State(app): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+    JsonObject(mut body): JsonObject,
+) -> Result<Response, Error> {
+    require_text(&body, "foo", MAX_FOO_CHARS)?;
+    if body.contains_key("bar") {
+        return Err(Problem::bad_request(
+            "field \"bar\" must not be sent: it is derived from \"foo\"",
+        )
+        .into());
+    }
+    let key = idempotency_key(&headers)?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Some(value) = body.remove("foo") {
+        body.insert("bar".to_owned(), value);
+    }
+    let propagated = PROPAGATED
+        .iter()
+        .filter_map(|name| headers.get(*name).map(|v| (*name, v.clone())))
+        .collect();
+    let out = Outgoing {
+        body: Bytes::from(
+            serde_json::to_vec(&Value::Object(body)).map_err(|_| Problem::internal())?,
+        ),
+        idempotency_key: key,
+        propagated,
+    };
+    let up = app.forwarder.forward(&out).await?;
+    let mut res = (up.status, up.body).into_response();
+    res.headers_mut().extend(up.headers);
+    Ok(res)
+}
+
+/// `GET /health/live`.
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "live"}))
+}
+
+/// `GET /health/ready`: a token can be had and called answers.
+pub async fn ready(State(app): State<AppState>) -> Response {
+    let token = tokio::time::timeout(Duration::from_secs(3), app.forwarder.tokens().get()).await;
+    match token {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: no ID token");
+            return Problem::unavailable("no identity token can be obtained", 2).into_response();
+        }
+        Err(_) => {
+            return Problem::unavailable("the token source did not answer in time", 2)
+                .into_response();
+        }
+    }
+    let url = match app.forwarder.target().join("health/live") {
+        Ok(u) => u,
+        Err(_) => return Problem::internal().into_response(),
+    };
+    match app
+        .http
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => Json(json!({"status": "ready"})).into_response(),
+        Ok(r) => {
+            tracing::warn!(
+                status = r.status().as_u16(),
+                "not ready: called is unhealthy"
+            );
+            Problem::unavailable("the called service is not healthy", 2).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: called unreachable");
+            Problem::unavailable("the called service is unreachable", 2).into_response()
+        }
+    }
+}

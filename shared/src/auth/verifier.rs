@@ -1,0 +1,251 @@
+//! Verification of Google-signed OIDC ID tokens: shape, algorithm (from the key, never the
+//! token), signature, then `iss`, `aud`, `exp`, `nbf` and `iat` with the configured clock skew.
+//!
+//! In platform mode a token whose signature Cloud Run replaced with
+//! [`STRIPPED_SIGNATURE`] is accepted on the same claim checks without a signature.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::{Deserialize, Deserializer};
+
+use crate::auth::keys::KeySetCache;
+use crate::auth::{AuthConfig, AuthError};
+
+/// The signature part Cloud Run puts in place of the real one after checking a token.
+pub const STRIPPED_SIGNATURE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
+
+/// Longer tokens are refused before any parsing (Google ID tokens are about 1 KiB).
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Claims of a Google ID token that this service uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claims {
+    /// Issuer (`https://accounts.google.com`).
+    pub iss: String,
+    /// Audience: the URL or client id the token was minted for.
+    pub aud: String,
+    /// Subject: Google's stable numeric id of the principal.
+    pub sub: String,
+    /// Authorized party, when present.
+    #[serde(default)]
+    pub azp: Option<String>,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issue time, seconds since the epoch.
+    pub iat: u64,
+    /// Not-before, seconds since the epoch, when present.
+    #[serde(default)]
+    pub nbf: Option<u64>,
+    /// Email of the principal (only in `format=full` tokens).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Whether Google verified the email; accepts `true` or `"true"` (and the `false` forms).
+    #[serde(default, deserialize_with = "bool_or_string")]
+    pub email_verified: Option<bool>,
+}
+
+fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Option::<Flag>::deserialize(d)? {
+        None => Ok(None),
+        Some(Flag::Bool(b)) => Ok(Some(b)),
+        Some(Flag::Text(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(Flag::Text(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(Flag::Text(_)) => Err(serde::de::Error::custom(
+            "email_verified must be true or false",
+        )),
+    }
+}
+
+/// Verifies ID tokens against the configured key set, audiences and issuers.
+#[derive(Debug)]
+pub struct Verifier {
+    keys: KeySetCache,
+    audiences: Vec<String>,
+    issuers: Vec<String>,
+    leeway: u64,
+    rs256: Validation,
+    es256: Validation,
+}
+
+impl Verifier {
+    /// Builds a verifier; `http` is the shared outbound client used for the key set. Nothing
+    /// is fetched until the first token (or [`KeySetCache::warm_up`]).
+    pub fn new(cfg: &AuthConfig, http: reqwest::Client) -> Self {
+        let validation = |alg| {
+            let mut v = Validation::new(alg);
+            v.set_audience(&cfg.audiences);
+            v.set_issuer(&cfg.issuers);
+            v.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
+            v.leeway = cfg.clock_skew_secs;
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            v.validate_aud = true;
+            v
+        };
+        Self {
+            keys: KeySetCache::new(cfg.jwks_url.clone(), http),
+            audiences: cfg.audiences.clone(),
+            issuers: cfg.issuers.clone(),
+            leeway: cfg.clock_skew_secs,
+            rs256: validation(Algorithm::RS256),
+            es256: validation(Algorithm::ES256),
+        }
+    }
+
+    /// The key-set cache (counters, warm-up).
+    pub fn keys(&self) -> &KeySetCache {
+        &self.keys
+    }
+
+    /// Whether tokens can be verified: keys are cached, or a fetch now succeeds.
+    pub async fn ready(&self) -> bool {
+        self.keys.ensure_loaded().await
+    }
+
+    /// Verifies `token` and returns its claims.
+    ///
+    /// With `allow_stripped_signature` (platform mode) a token whose signature is exactly
+    /// [`STRIPPED_SIGNATURE`] is accepted on its claims alone; any other signature is verified.
+    ///
+    /// # Errors
+    /// [`AuthError::Invalid`] with a short reason (never the token), or
+    /// [`AuthError::KeysUnavailable`] when no signing keys could be fetched yet.
+    pub async fn verify(
+        &self,
+        token: &str,
+        allow_stripped_signature: bool,
+    ) -> Result<Claims, AuthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(invalid("token is too large"));
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("a JWT has exactly three dot-separated parts"));
+        };
+        if header.is_empty() || payload.is_empty() || signature.is_empty() {
+            return Err(invalid("token has an empty part"));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token header"))?;
+        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(invalid("token algorithm is not allowed"));
+        }
+
+        if signature == STRIPPED_SIGNATURE {
+            if !allow_stripped_signature {
+                return Err(invalid(
+                    "token signature was removed; such tokens are accepted only behind Cloud Run (AUTH_MODE=platform)",
+                ));
+            }
+            let claims = decode_claims(payload)?;
+            self.check_claims(&claims)?;
+            return Ok(claims);
+        }
+
+        let kid = header
+            .kid
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| invalid("token header has no kid"))?;
+        let key = self.keys.key(kid).await?;
+        if header.alg != key.algorithm {
+            return Err(invalid("token algorithm does not match its signing key"));
+        }
+        let validation = if key.algorithm == Algorithm::ES256 {
+            &self.es256
+        } else {
+            &self.rs256
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation).map_err(reason)?;
+        // jsonwebtoken does not check `iat`; the other checks repeat cheaply.
+        self.check_claims(&data.claims)?;
+        Ok(data.claims)
+    }
+
+    /// The claim checks, shared by signed and stripped tokens.
+    fn check_claims(&self, c: &Claims) -> Result<(), AuthError> {
+        let now = now_secs();
+        let latest = now.saturating_add(self.leeway);
+        if !self.issuers.contains(&c.iss) {
+            return Err(invalid("wrong issuer"));
+        }
+        if !self.audiences.contains(&c.aud) {
+            return Err(invalid("wrong audience"));
+        }
+        if c.exp.saturating_add(self.leeway) < now {
+            return Err(invalid("token expired"));
+        }
+        if c.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(invalid("token not valid yet (nbf)"));
+        }
+        if c.iat > latest {
+            return Err(invalid("token issued in the future (iat)"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(reason: &str) -> AuthError {
+    AuthError::Invalid(reason.to_owned())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Decodes the payload of a token whose signature was stripped.
+fn decode_claims(payload: &str) -> Result<Claims, AuthError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| invalid("malformed token payload"))?;
+    serde_json::from_slice(&bytes).map_err(|e| claims_error(&e))
+}
+
+fn claims_error(e: &serde_json::Error) -> AuthError {
+    let msg = e.to_string();
+    if msg.starts_with("missing field") {
+        // "missing field `iat`": names the claim, contains nothing from the token.
+        let field = msg.split('`').nth(1).unwrap_or("?");
+        AuthError::Invalid(format!("missing {field} claim"))
+    } else if e.is_syntax() || e.is_eof() {
+        invalid("token payload is not JSON")
+    } else {
+        invalid("a claim has the wrong type")
+    }
+}
+
+/// Maps a jsonwebtoken failure to a short reason.
+fn reason(e: jsonwebtoken::errors::Error) -> AuthError {
+    match e.kind() {
+        ErrorKind::InvalidSignature => invalid("signature does not verify"),
+        ErrorKind::ExpiredSignature => invalid("token expired"),
+        ErrorKind::ImmatureSignature => invalid("token not valid yet (nbf)"),
+        ErrorKind::InvalidIssuer => invalid("wrong issuer"),
+        ErrorKind::InvalidAudience => invalid("wrong audience"),
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+            invalid("token algorithm is not allowed")
+        }
+        ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
+            AuthError::Invalid(format!("missing or malformed {c} claim"))
+        }
+        ErrorKind::Json(e) => claims_error(e),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+            invalid("malformed token")
+        }
+        _ => invalid("token cannot be verified"),
+    }
+}

@@ -1,0 +1,103 @@
+//! `metadata-emulator`: a local GCE metadata server minting real signed ID tokens.
+//! Configure with environment variables; `--help` lists them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use shared::config::{Cli, ConfigError, Env, Reader, Setting, Source, parse_cli, render_help};
+use shared::emulator::{Emulator, EmulatorConfig, JWKS_PATH};
+
+const LISTEN: &[Setting] = &[
+    Setting {
+        name: "PORT",
+        default: "8085",
+        help: "listen port",
+    },
+    Setting {
+        name: "EMULATOR_BIND",
+        default: "127.0.0.1",
+        help: "listen address; keep it on loopback: whoever reaches it can mint tokens",
+    },
+    Setting {
+        name: "RUST_LOG",
+        default: "info",
+        help: "log filter",
+    },
+];
+
+fn help() -> String {
+    render_help(
+        "metadata-emulator",
+        "a local GCE metadata server that mints real RS256-signed ID tokens",
+        &[
+            ("Listening", LISTEN),
+            ("Emulator", EmulatorConfig::SETTINGS),
+        ],
+    )
+}
+
+fn settings(src: &dyn Source) -> Result<(SocketAddr, EmulatorConfig), ConfigError> {
+    let r = Reader::new(src);
+    let port: u16 = r.parse("PORT", 8085)?;
+    let ip: IpAddr = r.parse("EMULATOR_BIND", IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+    Ok((SocketAddr::new(ip, port), EmulatorConfig::from_source(src)?))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match parse_cli(std::env::args()) {
+        Cli::Run => {}
+        Cli::Help => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Cli::Unknown(arg) => {
+            eprintln!("unknown argument {arg:?}\n\n{}", help());
+            return ExitCode::from(2);
+        }
+    }
+    let (addr, cfg) = match settings(&Env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let emulator = match Emulator::try_new(cfg) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    println!(
+        "metadata emulator ready: export GCE_METADATA_HOST={local}  (key set: http://{local}{JWKS_PATH}, identity: {})",
+        emulator.config().service_account
+    );
+    tokio::select! {
+        served = axum::serve(listener, emulator.router()) => {
+            if let Err(e) = served {
+                tracing::error!(error = %e, "server failed");
+                return ExitCode::FAILURE;
+            }
+        }
+        () = shared::shutdown::signal() => {}
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,168 @@
+//! The request body both services accept: a JSON object, checked in a fixed order so every
+//! bad input gets the right status — 415 (not JSON), 413 (too large), 400 (not parseable, not
+//! an object, or a field missing or invalid) — as a problem response naming what was wrong.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use http::{StatusCode, header};
+use serde_json::{Map, Value};
+
+use crate::problem::Problem;
+
+/// A request body that is a JSON object. Rejections are [`Problem`]s.
+#[derive(Debug, Clone)]
+pub struct JsonObject(pub Map<String, Value>);
+
+/// Whether `content-type` names JSON (`application/json` or `application/*+json`).
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// 413 with the limit in the detail.
+pub fn too_large(limit: Option<usize>) -> Problem {
+    let detail = match limit {
+        Some(n) => format!("request body is larger than {n} bytes"),
+        None => "request body is too large".to_owned(),
+    };
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
+}
+
+/// Parses bytes as a JSON object (400 on failure). serde_json's recursion limit (128) turns
+/// deeply nested input into a clean error instead of a stack overflow.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
+    if bytes.is_empty() {
+        return Err(Problem::bad_request(
+            "request body is empty; expected a JSON object",
+        ));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Problem::bad_request("request body must be a JSON object")),
+        Err(e) => Err(Problem::bad_request(format!(
+            "request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_json_content_type(ct) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(None)
+            } else {
+                Problem::bad_request(format!(
+                    "could not read request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        parse_object(&bytes).map(JsonObject)
+    }
+}
+
+/// Validates that `field` is a non-empty string of at most `max_chars` characters.
+/// The detail names the field: `missing required field "bar"`.
+pub fn require_text<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+    max_chars: usize,
+) -> Result<&'a str, Problem> {
+    match obj.get(field) {
+        None => Err(Problem::bad_request(format!(
+            "missing required field \"{field}\""
+        ))),
+        Some(Value::String(s)) if s.is_empty() => Err(Problem::bad_request(format!(
+            "field \"{field}\" must be a non-empty string"
+        ))),
+        Some(Value::String(s)) if s.chars().count() > max_chars => Err(Problem::bad_request(
+            format!("field \"{field}\" must be at most {max_chars} characters"),
+        )),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Problem::bad_request(format!(
+            "field \"{field}\" must be a string"
+        ))),
+    }
+}
+
+/// The `Idempotency-Key` header name.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Reads and validates `Idempotency-Key`: one header of 1–255 visible ASCII characters.
+pub fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, Problem> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Problem::bad_request(
+            "send at most one Idempotency-Key header",
+        ));
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(Problem::bad_request(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert!(is_json_content_type("application/json"));
+        assert!(is_json_content_type("Application/JSON; charset=utf-8"));
+        assert!(is_json_content_type("application/merge-patch+json"));
+        assert!(!is_json_content_type("text/plain"));
+        assert!(!is_json_content_type(""));
+    }
+
+    #[test]
+    fn parse_errors_are_400() {
+        for bad in [&b""[..], b"nope", b"[1]", b"\"s\"", b"{\"a\":\xff}", b"{"] {
+            assert_eq!(parse_object(bad).expect_err("rejected").status, 400);
+        }
+        let deep = "[".repeat(10_000);
+        assert_eq!(parse_object(deep.as_bytes()).expect_err("deep").status, 400);
+        assert!(parse_object(b"{\"bar\":\"x\"}").is_ok());
+    }
+
+    #[test]
+    fn field_rules() {
+        let obj = |s: &str| parse_object(s.as_bytes()).expect("object");
+        assert_eq!(
+            require_text(&obj(r#"{"bar":"x"}"#), "bar", 3).expect("ok"),
+            "x"
+        );
+        let e = require_text(&obj("{}"), "bar", 3).expect_err("missing");
+        assert_eq!(e.detail, "missing required field \"bar\"");
+        assert!(require_text(&obj(r#"{"bar":""}"#), "bar", 3).is_err());
+        assert!(require_text(&obj(r#"{"bar":1}"#), "bar", 3).is_err());
+        assert!(require_text(&obj(r#"{"bar":null}"#), "bar", 3).is_err());
+        assert!(require_text(&obj(r#"{"bar":"abcd"}"#), "bar", 3).is_err());
+        assert!(require_text(&obj(r#"{"bar":"äöü"}"#), "bar", 3).is_ok());
+    }
+}

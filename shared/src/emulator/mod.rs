@@ -1,0 +1,507 @@
+//! A local GCE metadata server that mints real RS256-signed ID tokens.
+//!
+//! Point any Google client library at it with `GCE_METADATA_HOST=127.0.0.1:PORT`; verify its
+//! tokens against `http://127.0.0.1:PORT/oauth2/v3/certs`. Besides the metadata routes it can
+//! mint a token for any principal (`POST /emulator/mint`), rotate its signing key
+//! (`POST /emulator/rotate`) and inject faults (`POST /emulator/faults`, or the Rust handle) so
+//! the services' failure handling can be tested against it.
+//!
+//! Anyone who can reach it can mint tokens: keep it on loopback.
+
+mod keys;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::config::{ConfigError, Reader, Setting, Source};
+use keys::SigningKey;
+
+/// Path of the key set (same as Google's).
+pub const JWKS_PATH: &str = "/oauth2/v3/certs";
+
+/// How many keys the key set publishes at most: the current one and the ones it replaced.
+pub const MAX_PUBLISHED_KEYS: usize = 3;
+
+/// How far in the past `exp` lies for [`IdentityFault::Expired`] tokens (beyond any clock skew
+/// a verifier accepts).
+const EXPIRED_BY: u64 = 1200;
+
+const DEFAULT_SERVICE_ACCOUNT: &str = "caller@invoker-local.iam.gserviceaccount.com";
+const DEFAULT_PROJECT_ID: &str = "invoker-local";
+const DEFAULT_ISSUER: &str = "https://accounts.google.com";
+
+/// Settings of the emulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmulatorConfig {
+    /// `EMULATOR_SERVICE_ACCOUNT`: the identity of `…/service-accounts/default/…`.
+    pub service_account: String,
+    /// `EMULATOR_PROJECT_ID`: answer of `…/project/project-id`.
+    pub project_id: String,
+    /// `EMULATOR_TOKEN_LIFETIME_SECS`: `exp - iat` of identity tokens.
+    pub token_lifetime: Duration,
+    /// `EMULATOR_ISSUER`: the `iss` claim.
+    pub issuer: String,
+    /// `EMULATOR_JWKS_MAX_AGE_SECS`: `Cache-Control: max-age` of the key set.
+    pub jwks_max_age: Duration,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            service_account: DEFAULT_SERVICE_ACCOUNT.to_owned(),
+            project_id: DEFAULT_PROJECT_ID.to_owned(),
+            token_lifetime: Duration::from_secs(3600),
+            issuer: DEFAULT_ISSUER.to_owned(),
+            jwks_max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// The settings [`EmulatorConfig::from_source`] reads.
+    pub const SETTINGS: &'static [Setting] = &[
+        Setting {
+            name: "EMULATOR_SERVICE_ACCOUNT",
+            default: DEFAULT_SERVICE_ACCOUNT,
+            help: "email of the default service account (the identity of minted tokens)",
+        },
+        Setting {
+            name: "EMULATOR_PROJECT_ID",
+            default: DEFAULT_PROJECT_ID,
+            help: "project id the metadata server reports",
+        },
+        Setting {
+            name: "EMULATOR_TOKEN_LIFETIME_SECS",
+            default: "3600",
+            help: "lifetime of identity tokens, 1..=86400",
+        },
+        Setting {
+            name: "EMULATOR_ISSUER",
+            default: DEFAULT_ISSUER,
+            help: "iss claim of minted tokens",
+        },
+        Setting {
+            name: "EMULATOR_JWKS_MAX_AGE_SECS",
+            default: "3600",
+            help: "Cache-Control max-age of the key set, 0..=604800",
+        },
+    ];
+
+    /// Reads and validates the emulator settings.
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let r = Reader::new(src);
+        let service_account = r
+            .raw("EMULATOR_SERVICE_ACCOUNT")
+            .unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT.to_owned());
+        if !is_email(&service_account) {
+            return Err(ConfigError::invalid(
+                "EMULATOR_SERVICE_ACCOUNT",
+                service_account,
+                "must be an email address",
+            ));
+        }
+        Ok(Self {
+            service_account,
+            project_id: r
+                .raw("EMULATOR_PROJECT_ID")
+                .unwrap_or_else(|| DEFAULT_PROJECT_ID.to_owned()),
+            token_lifetime: Duration::from_secs(r.int_in(
+                "EMULATOR_TOKEN_LIFETIME_SECS",
+                3600u64,
+                1..=86_400,
+            )?),
+            issuer: r
+                .raw("EMULATOR_ISSUER")
+                .unwrap_or_else(|| DEFAULT_ISSUER.to_owned()),
+            jwks_max_age: Duration::from_secs(r.int_in(
+                "EMULATOR_JWKS_MAX_AGE_SECS",
+                3600u64,
+                0..=604_800,
+            )?),
+        })
+    }
+}
+
+fn is_email(s: &str) -> bool {
+    s.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    }) && !s.contains(char::is_whitespace)
+}
+
+/// A fault the identity endpoint injects (the key set has [`Emulator::set_jwks_down`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityFault {
+    /// Normal answers.
+    #[default]
+    None,
+    /// 503 on every request.
+    Unavailable,
+    /// One 403, then normal answers.
+    ForbiddenOnce,
+    /// One 200 whose body is not a JWT, then normal answers.
+    GarbageOnce,
+    /// Accept the request and never answer.
+    Stall,
+    /// Serve tokens whose `exp` is already in the past.
+    Expired,
+}
+
+/// The emulator: its keys, counters and faults. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: EmulatorConfig,
+    keys: RwLock<KeyRing>,
+    identity_requests: AtomicU64,
+    jwks_requests: AtomicU64,
+    identity_fault: Mutex<IdentityFault>,
+    jwks_down: AtomicBool,
+}
+
+struct KeyRing {
+    current: Arc<SigningKey>,
+    /// Replaced keys still published, newest first.
+    previous: Vec<Arc<SigningKey>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("config", &self.inner.cfg)
+            .field("kid", &self.current_kid())
+            .finish()
+    }
+}
+
+/// The emulator could not generate a signing key.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot generate an RSA signing key")]
+pub struct KeyGenerationError;
+
+impl Emulator {
+    /// An emulator with a freshly generated RSA-2048 key.
+    ///
+    /// # Panics
+    /// If the system cannot generate an RSA key (no usable random source); see
+    /// [`Emulator::try_new`].
+    pub fn new(cfg: EmulatorConfig) -> Self {
+        Self::try_new(cfg).expect("RSA key generation failed")
+    }
+
+    /// An emulator with a freshly generated RSA-2048 key.
+    ///
+    /// # Errors
+    /// If the key cannot be generated.
+    pub fn try_new(cfg: EmulatorConfig) -> Result<Self, KeyGenerationError> {
+        let key = SigningKey::generate().map_err(|_| KeyGenerationError)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                keys: RwLock::new(KeyRing {
+                    current: Arc::new(key),
+                    previous: Vec::new(),
+                }),
+                identity_requests: AtomicU64::new(0),
+                jwks_requests: AtomicU64::new(0),
+                identity_fault: Mutex::new(IdentityFault::None),
+                jwks_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.inner.cfg
+    }
+
+    /// The HTTP routes (metadata server, key set and `/emulator/…`).
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.clone())
+    }
+
+    /// Binds `addr` (use port 0 for a free port) and serves [`Emulator::router`] in a task.
+    ///
+    /// # Errors
+    /// If the address cannot be bound.
+    pub async fn spawn(
+        self,
+        addr: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let router = self.router();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "metadata emulator stopped");
+            }
+        });
+        Ok((local, handle))
+    }
+
+    /// A token for `email` (with `email_verified: true`) valid for `lifetime` from now.
+    ///
+    /// # Panics
+    /// If RSA signing fails (it does not with a generated key).
+    pub fn mint(&self, email: &str, audience: &str, lifetime: Duration) -> String {
+        let iat = now_secs();
+        let claims = self.claims(
+            email,
+            audience,
+            iat,
+            iat.saturating_add(lifetime.as_secs()),
+            Some(true),
+        );
+        self.mint_with(claims)
+    }
+
+    /// Signs `claims` exactly as given, with the standard header of the current key.
+    ///
+    /// # Panics
+    /// If RSA signing fails (it does not with a generated key).
+    pub fn mint_with(&self, claims: Value) -> String {
+        let key = self.current();
+        key.sign(&key.header(), &claims)
+            .expect("RSA signing failed")
+    }
+
+    /// Signs `claims` under an arbitrary `header` with the current key (for attack tests).
+    ///
+    /// # Panics
+    /// If RSA signing fails (it does not with a generated key).
+    pub fn sign_with_header(&self, header: Value, claims: Value) -> String {
+        self.current()
+            .sign(&header, &claims)
+            .expect("RSA signing failed")
+    }
+
+    /// Replaces the signing key with a new one (new `kid`); the old one stays published.
+    /// Returns the new `kid`. CPU-heavy: from async code prefer `POST /emulator/rotate`.
+    ///
+    /// # Panics
+    /// If the key cannot be generated.
+    pub fn rotate(&self) -> String {
+        let key = SigningKey::generate().expect("RSA key generation failed");
+        self.install(key)
+    }
+
+    fn install(&self, key: SigningKey) -> String {
+        let kid = key.kid().to_owned();
+        let mut ring = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::replace(&mut ring.current, Arc::new(key));
+        ring.previous.insert(0, old);
+        ring.previous.truncate(MAX_PUBLISHED_KEYS - 1);
+        drop(ring);
+        tracing::info!(%kid, "signing key rotated");
+        kid
+    }
+
+    /// The `kid` of the key that signs new tokens.
+    pub fn current_kid(&self) -> String {
+        self.current().kid().to_owned()
+    }
+
+    /// The published key set: `{"keys": [current, previous…]}`.
+    pub fn public_jwks(&self) -> Value {
+        let ring = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let keys: Vec<&Value> = std::iter::once(&ring.current)
+            .chain(&ring.previous)
+            .map(|k| k.jwk())
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// Requests received by the identity endpoint.
+    pub fn identity_requests(&self) -> u64 {
+        self.inner.identity_requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests received by the key-set endpoint.
+    pub fn jwks_requests(&self) -> u64 {
+        self.inner.jwks_requests.load(Ordering::Relaxed)
+    }
+
+    /// Sets the fault of the identity endpoint.
+    pub fn set_identity_fault(&self, fault: IdentityFault) {
+        *self
+            .inner
+            .identity_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
+    /// The fault of the identity endpoint.
+    pub fn identity_fault(&self) -> IdentityFault {
+        *self
+            .inner
+            .identity_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// While `true`, the key-set endpoint answers 503.
+    pub fn set_jwks_down(&self, down: bool) {
+        self.inner.jwks_down.store(down, Ordering::Relaxed);
+    }
+
+    /// Whether the key-set endpoint is down.
+    pub fn jwks_down(&self) -> bool {
+        self.inner.jwks_down.load(Ordering::Relaxed)
+    }
+
+    /// The fault for one identity request; a one-shot fault is consumed.
+    fn take_identity_fault(&self) -> IdentityFault {
+        let mut fault = self
+            .inner
+            .identity_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = *fault;
+        if matches!(
+            current,
+            IdentityFault::ForbiddenOnce | IdentityFault::GarbageOnce
+        ) {
+            *fault = IdentityFault::None;
+        }
+        current
+    }
+
+    fn current(&self) -> Arc<SigningKey> {
+        Arc::clone(
+            &self
+                .inner
+                .keys
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .current,
+        )
+    }
+
+    /// Google-shaped claims; `email_verified` `Some(_)` adds `email` and `email_verified`.
+    fn claims(
+        &self,
+        email: &str,
+        audience: &str,
+        iat: u64,
+        exp: u64,
+        email_verified: Option<bool>,
+    ) -> Value {
+        let sub = subject(email);
+        let mut claims = json!({
+            "iss": self.inner.cfg.issuer,
+            "aud": audience,
+            "azp": sub,
+            "sub": sub,
+            "iat": iat,
+            "exp": exp,
+        });
+        if let (Some(verified), Some(map)) = (email_verified, claims.as_object_mut()) {
+            map.insert("email".into(), json!(email));
+            map.insert("email_verified".into(), json!(verified));
+        }
+        claims
+    }
+}
+
+/// A stable 21-digit numeric id per email, shaped like Google's `sub`.
+fn subject(email: &str) -> String {
+    // FNV-1a: stable across runs and platforms, unlike `DefaultHasher`.
+    let hash = email
+        .to_ascii_lowercase()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("1{hash:020}")
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MapSource;
+
+    #[test]
+    fn config_defaults_and_validation() {
+        let cfg = EmulatorConfig::from_source(&MapSource::default()).expect("defaults");
+        assert_eq!(cfg, EmulatorConfig::default());
+        for s in EmulatorConfig::SETTINGS {
+            assert!(s.name.starts_with("EMULATOR_"), "{}", s.name);
+        }
+        let cfg = EmulatorConfig::from_source(&MapSource::from_pairs([
+            ("EMULATOR_SERVICE_ACCOUNT", "x@p.iam.gserviceaccount.com"),
+            ("EMULATOR_TOKEN_LIFETIME_SECS", "60"),
+            ("EMULATOR_JWKS_MAX_AGE_SECS", "0"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.service_account, "x@p.iam.gserviceaccount.com");
+        assert_eq!(cfg.token_lifetime, Duration::from_secs(60));
+        assert_eq!(cfg.jwks_max_age, Duration::ZERO);
+        let e = EmulatorConfig::from_source(&MapSource::from_pairs([(
+            "EMULATOR_SERVICE_ACCOUNT",
+            "nobody",
+        )]))
+        .expect_err("not an email");
+        assert_eq!(e.name, "EMULATOR_SERVICE_ACCOUNT");
+        let e = EmulatorConfig::from_source(&MapSource::from_pairs([(
+            "EMULATOR_TOKEN_LIFETIME_SECS",
+            "0",
+        )]))
+        .expect_err("zero lifetime");
+        assert_eq!(e.name, "EMULATOR_TOKEN_LIFETIME_SECS");
+    }
+
+    #[test]
+    fn subjects_are_stable_numeric_and_distinct() {
+        let a = subject("a@example.com");
+        assert_eq!(a, subject("A@example.com"));
+        assert_eq!(a.len(), 21);
+        assert!(a.bytes().all(|b| b.is_ascii_digit()));
+        assert_ne!(a, subject("b@example.com"));
+    }
+
+    #[test]
+    fn rotation_keeps_a_bounded_number_of_published_keys() {
+        let emu = Emulator::new(EmulatorConfig::default());
+        let first = emu.current_kid();
+        let second = emu.rotate();
+        assert_ne!(first, second);
+        assert_eq!(emu.current_kid(), second);
+        let kids = |emu: &Emulator| -> Vec<String> {
+            emu.public_jwks()["keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .map(|k| k["kid"].as_str().expect("kid").to_owned())
+                .collect()
+        };
+        assert_eq!(kids(&emu), [second.clone(), first.clone()]);
+        emu.rotate();
+        let fourth = emu.rotate();
+        let published = kids(&emu);
+        assert_eq!(published.len(), MAX_PUBLISHED_KEYS);
+        assert_eq!(published[0], fourth);
+        assert!(!published.contains(&first));
+    }
+}

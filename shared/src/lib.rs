@@ -1,0 +1,26 @@
+//! Everything invoker's two services share. Each module owns one concern:
+//!
+//! - [`config`]: settings from a fakeable [`config::Source`], validated, errors naming the variable.
+//! - [`telemetry`]: log setup (text or Cloud Logging JSON) and trace-id extraction.
+//! - [`problem`]: RFC 9457 problem responses — the one shape of every error.
+//! - [`body`]: the JSON-object body extractor (415/413/400 as problems) and field validation.
+//! - [`server`]: the common layers (request id, request log, load shedding, body limit,
+//!   timeouts) and `serve(listener, router, shutdown)` with a bounded drain.
+//! - [`outbound`]: the one pooled outbound HTTP client.
+//! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`auth`]: verification of Google-signed ID tokens, allow-list, the `Caller` extractor.
+//! - [`token`]: ID-token sources (metadata server, google-cloud-auth) under one cache.
+//! - [`emulator`]: a local metadata server that mints real signed tokens.
+//!
+//! This crate never knows which service uses it.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod emulator;
+pub mod outbound;
+pub mod problem;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod token;

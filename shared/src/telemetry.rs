@@ -1,0 +1,390 @@
+//! Logging in one place: human text on a terminal, or one Cloud Logging JSON object per line
+//! (`severity`, `message`, `time`, `httpRequest`, `logging.googleapis.com/trace`) on Cloud Run.
+//! Also extracts the trace id from `traceparent` or `X-Cloud-Trace-Context`.
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{ConfigError, Reader, Setting, Source};
+
+/// Output format of the logs (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One Cloud Logging structured object per line.
+    Json,
+}
+
+/// Validated logging settings.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `LOG_FORMAT`.
+    pub format: LogFormat,
+    /// `RUST_LOG`.
+    pub filter: String,
+    /// `GOOGLE_CLOUD_PROJECT`: makes trace ids full resource names.
+    pub project: Option<String>,
+}
+
+impl TelemetryConfig {
+    /// The settings [`TelemetryConfig::from_source`] reads.
+    pub const SETTINGS: &'static [Setting] = &[
+        Setting {
+            name: "LOG_FORMAT",
+            default: "json when K_SERVICE is set, else text",
+            help: "text, or json (one Cloud Logging object per line)",
+        },
+        Setting {
+            name: "RUST_LOG",
+            default: "info",
+            help: "tracing filter, e.g. info,sqlx=warn",
+        },
+        Setting {
+            name: "GOOGLE_CLOUD_PROJECT",
+            default: "unset",
+            help: "project id; log trace ids become projects/PROJECT/traces/ID",
+        },
+    ];
+
+    /// Reads and validates the logging settings.
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let r = Reader::new(src);
+        let default = if r.raw("K_SERVICE").is_some() {
+            "json"
+        } else {
+            "text"
+        };
+        let format = match r.raw("LOG_FORMAT").as_deref().unwrap_or(default) {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::invalid(
+                    "LOG_FORMAT",
+                    other,
+                    "expected text or json",
+                ));
+            }
+        };
+        let filter = r.raw("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+        if let Err(e) = EnvFilter::try_new(&filter) {
+            return Err(ConfigError::invalid("RUST_LOG", filter, e.to_string()));
+        }
+        Ok(Self {
+            format,
+            filter,
+            project: r.raw("GOOGLE_CLOUD_PROJECT"),
+        })
+    }
+}
+
+static PROJECT: OnceLock<Option<String>> = OnceLock::new();
+
+/// Installs the global subscriber. A second call (tests) is a no-op.
+pub fn init(cfg: &TelemetryConfig) {
+    let _ = PROJECT.set(cfg.project.clone());
+    let filter = EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let result = match cfg.format {
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(CloudLoggingLayer)
+            .try_init(),
+    };
+    drop(result);
+}
+
+/// For tests: logs only when `TEST_LOG` is set (text, `RUST_LOG` or `debug`).
+pub fn init_for_tests() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        init(&TelemetryConfig {
+            format: LogFormat::Text,
+            filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+            project: None,
+        });
+    }
+}
+
+/// A trace context taken from the incoming request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// The parent span id as received (hex for traceparent, decimal for X-Cloud-Trace-Context).
+    pub span_id: Option<String>,
+}
+
+/// Reads `traceparent` (W3C) or, failing that, `X-Cloud-Trace-Context` (`TRACE/SPAN;o=1`).
+pub fn trace_context(headers: &HeaderMap) -> Option<TraceContext> {
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        let parts: Vec<&str> = tp.trim().split('-').collect();
+        if parts.len() >= 4
+            && parts[0].len() == 2
+            && is_hex(parts[1], 32)
+            && is_hex(parts[2], 16)
+            && parts[1].bytes().any(|b| b != b'0')
+        {
+            return Some(TraceContext {
+                trace_id: parts[1].to_ascii_lowercase(),
+                span_id: Some(parts[2].to_ascii_lowercase()),
+            });
+        }
+    }
+    let v = headers.get("x-cloud-trace-context")?.to_str().ok()?;
+    let (trace, rest) = v.trim().split_once('/').unwrap_or((v.trim(), ""));
+    if !is_hex(trace, 32) {
+        return None;
+    }
+    let span = rest
+        .split(';')
+        .next()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    Some(TraceContext {
+        trace_id: trace.to_ascii_lowercase(),
+        span_id: span.map(str::to_owned),
+    })
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The value of `logging.googleapis.com/trace` for a trace id.
+pub fn trace_resource(project: Option<&str>, trace_id: &str) -> String {
+    match project {
+        Some(p) => format!("projects/{p}/traces/{trace_id}"),
+        None => trace_id.to_owned(),
+    }
+}
+
+fn severity(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        _ => "DEBUG",
+    }
+}
+
+#[derive(Default)]
+struct JsonFields(Map<String, Value>);
+
+struct Visitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0
+            .insert(field.name().to_owned(), Value::String(value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+}
+
+/// Writes events as Cloud Logging structured JSON, merging the fields of enclosing spans.
+/// Fields named `http.*` become the `httpRequest` object on the request log line.
+pub struct CloudLoggingLayer;
+
+impl<S> Layer<S> for CloudLoggingLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        if let Some(span) = ctx.span(id) {
+            let mut fields = JsonFields::default();
+            attrs.record(&mut Visitor(&mut fields.0));
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
+        if let Some(span) = ctx.span(id) {
+            let mut ext = span.extensions_mut();
+            if let Some(fields) = ext.get_mut::<JsonFields>() {
+                values.record(&mut Visitor(&mut fields.0));
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Map::new();
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(f) = span.extensions().get::<JsonFields>() {
+                    fields.extend(f.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+        }
+        event.record(&mut Visitor(&mut fields));
+        let line = cloud_logging_entry(event.metadata(), fields);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(line.as_bytes());
+    }
+}
+
+fn cloud_logging_entry(meta: &tracing::Metadata<'_>, mut fields: Map<String, Value>) -> String {
+    let mut entry = Map::new();
+    entry.insert("severity".into(), severity(meta.level()).into());
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    entry.insert("time".into(), now.into());
+    entry.insert(
+        "message".into(),
+        fields.remove("message").unwrap_or_else(|| "".into()),
+    );
+    entry.insert("target".into(), meta.target().into());
+    if let Some(Value::String(trace)) = fields.remove("trace_id") {
+        let project = PROJECT.get().and_then(|p| p.as_deref());
+        entry.insert(
+            "logging.googleapis.com/trace".into(),
+            trace_resource(project, &trace).into(),
+        );
+    }
+    if let Some(span) = fields.remove("span_id") {
+        entry.insert("logging.googleapis.com/spanId".into(), span);
+    }
+    let http_keys: Vec<String> = fields
+        .keys()
+        .filter(|k| k.starts_with("http."))
+        .cloned()
+        .collect();
+    let mut http = Map::new();
+    for k in http_keys {
+        if let Some(v) = fields.remove(&k) {
+            http.insert(k["http.".len()..].to_owned(), v);
+        }
+    }
+    if let Some(status) = http.get("status").cloned() {
+        let mut req = Map::new();
+        let mut put = |name: &str, key: &str| {
+            if let Some(v) = http.get(key) {
+                req.insert(name.to_owned(), v.clone());
+            }
+        };
+        put("requestMethod", "method");
+        put("requestUrl", "path");
+        put("userAgent", "user_agent");
+        put("remoteIp", "remote_ip");
+        put("protocol", "protocol");
+        req.insert("status".into(), status);
+        if let Some(us) = http.get("latency_us").and_then(Value::as_u64) {
+            req.insert(
+                "latency".into(),
+                format!("{}.{:06}s", us / 1_000_000, us % 1_000_000).into(),
+            );
+        }
+        entry.insert("httpRequest".into(), Value::Object(req));
+    }
+    entry.extend(fields);
+    let mut line = serde_json::to_string(&Value::Object(entry)).unwrap_or_default();
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_and_cloud_trace_context() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-cloud-trace-context",
+            "0123456789abcdef0123456789ABCDEF/123;o=1"
+                .parse()
+                .expect("hv"),
+        );
+        let t = trace_context(&h).expect("cloud trace");
+        assert_eq!(t.trace_id, "0123456789abcdef0123456789abcdef");
+        assert_eq!(t.span_id.as_deref(), Some("123"));
+        h.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .expect("hv"),
+        );
+        let t = trace_context(&h).expect("traceparent wins");
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            "traceparent",
+            "00-xyz-00f067aa0ba902b7-01".parse().expect("hv"),
+        );
+        assert!(trace_context(&bad).is_none());
+        assert_eq!(trace_resource(Some("p"), "t"), "projects/p/traces/t");
+    }
+
+    #[test]
+    fn entry_has_cloud_logging_shape() {
+        struct Cs;
+        static CS: Cs = Cs;
+        impl tracing::callsite::Callsite for Cs {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &tracing::Metadata<'_> {
+                &META
+            }
+        }
+        static META: tracing::Metadata<'static> = tracing::Metadata::new(
+            "request",
+            "t",
+            Level::WARN,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CS)),
+            tracing::metadata::Kind::EVENT,
+        );
+        let mut f = Map::new();
+        f.insert("message".into(), "done".into());
+        f.insert("http.status".into(), 201.into());
+        f.insert("http.method".into(), "POST".into());
+        f.insert("http.latency_us".into(), 1_500_000u64.into());
+        f.insert("trace_id".into(), "abc".into());
+        f.insert("request_id".into(), "r1".into());
+        let v: Value = serde_json::from_str(&cloud_logging_entry(&META, f)).expect("json");
+        assert_eq!(v["severity"], "WARNING");
+        assert_eq!(v["message"], "done");
+        assert_eq!(v["httpRequest"]["status"], 201);
+        assert_eq!(v["httpRequest"]["requestMethod"], "POST");
+        assert_eq!(v["httpRequest"]["latency"], "1.500000s");
+        assert_eq!(v["request_id"], "r1");
+        assert!(v["logging.googleapis.com/trace"].is_string());
+        assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+}
