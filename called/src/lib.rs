@@ -73,6 +73,8 @@ pub async fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<App> {
             )
         })?;
     let auth = Authenticator::new(cfg.auth.clone(), http);
+    let warm = auth.clone();
+    tokio::spawn(async move { warm.warm_up().await });
     let state = AppState {
         store: store.clone(),
         auth,

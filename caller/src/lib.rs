@@ -79,6 +79,8 @@ pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, Tok
         cfg.call_max_attempts,
     );
     let auth = Authenticator::new(cfg.auth.clone(), http.clone());
+    let warm = auth.clone();
+    tokio::spawn(async move { warm.warm_up().await });
     let state = AppState {
         auth,
         forwarder: Arc::new(forwarder),

@@ -96,7 +96,11 @@ pub fn init(cfg: &TelemetryConfig) {
     let result = match cfg.format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => tracing_subscriber::registry()
             .with(filter)

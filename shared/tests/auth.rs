@@ -842,3 +842,52 @@ async fn warm_verification_is_fast() {
     assert!(each < Duration::from_millis(5), "{each:?}");
     assert_eq!(e.emu.jwks_requests(), 1);
 }
+
+#[tokio::test]
+async fn es256_keys_verify_only_es256_tokens() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("ec key");
+    let point = pair.public_key().as_ref().to_vec();
+    assert_eq!(point.len(), 65, "uncompressed P-256 point");
+    let jwks = json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "ec1",
+        "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..]),
+    }]});
+    let router = axum::Router::new().route(
+        "/certs",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { axum::Json(jwks) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let auth = AuthConfig::from_source(&MapSource::from_pairs([
+        ("AUTH_AUDIENCES", AUD),
+        ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
+        ("AUTH_JWKS_URL", &format!("http://{addr}/certs")),
+    ]))
+    .expect("auth config");
+    let verifier = Verifier::new(&auth, reqwest::Client::new());
+
+    let sign = |alg: &str| {
+        let header = B64.encode(json!({"alg": alg, "kid": "ec1", "typ": "JWT"}).to_string());
+        let message = format!("{header}.{}", B64.encode(claims().to_string()));
+        let sig = pair
+            .sign(&SystemRandom::new(), message.as_bytes())
+            .expect("sign");
+        format!("{message}.{}", B64.encode(sig.as_ref()))
+    };
+    let c = verifier
+        .verify(&sign("ES256"), false)
+        .await
+        .expect("ES256 token");
+    assert_eq!(c.email.as_deref(), Some(SA));
+    // The key says ES256: an RS256 header on the same kid is refused.
+    assert!(reason(verifier.verify(&sign("RS256"), false).await).contains("does not match"));
+}

@@ -3,12 +3,14 @@
 //! The store never knows HTTP. Idempotency is enforced by the database's unique index on
 //! `(idem_scope, idem_key)`, so it holds across instances and restarts.
 
+mod postgres;
 mod sqlite;
 
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use postgres::{PgStore, connect_options as pg_connect_options, is_postgres_url};
 pub use sqlite::SqliteStore;
 
 /// A stored entity, as returned to clients.
@@ -91,12 +93,15 @@ impl From<sqlx::Error> for StoreError {
 pub enum Store {
     /// Embedded SQLite (default).
     Sqlite(SqliteStore),
+    /// PostgreSQL (Cloud SQL): many instances, one database.
+    Postgres(PgStore),
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite(_) => f.write_str("Store::Sqlite"),
+            Self::Postgres(_) => f.write_str("Store::Postgres"),
         }
     }
 }
@@ -106,6 +111,9 @@ impl Store {
     pub async fn open(url: &str, settings: &StoreSettings) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             return Ok(Self::Sqlite(SqliteStore::open(url, settings).await?));
+        }
+        if is_postgres_url(url) {
+            return Ok(Self::Postgres(PgStore::open(url, settings).await?));
         }
         Err(StoreError::Unavailable(format!(
             "unsupported DATABASE_URL scheme in {}",
@@ -117,6 +125,7 @@ impl Store {
     pub async fn insert(&self, new: NewEntity) -> Result<InsertOutcome, StoreError> {
         match self {
             Self::Sqlite(s) => s.insert(new).await,
+            Self::Postgres(s) => s.insert(new).await,
         }
     }
 
@@ -124,6 +133,7 @@ impl Store {
     pub async fn get(&self, id: Uuid) -> Result<Option<Entity>, StoreError> {
         match self {
             Self::Sqlite(s) => s.get(id).await,
+            Self::Postgres(s) => s.get(id).await,
         }
     }
 
@@ -131,6 +141,7 @@ impl Store {
     pub async fn list(&self, limit: u32, after: Option<Uuid>) -> Result<Page, StoreError> {
         let mut items = match self {
             Self::Sqlite(s) => s.list(limit + 1, after).await?,
+            Self::Postgres(s) => s.list(limit + 1, after).await?,
         };
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
@@ -145,6 +156,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(s) => s.ping().await,
         }
     }
 
@@ -152,6 +164,7 @@ impl Store {
     pub async fn close(&self) {
         match self {
             Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
         }
     }
 }
@@ -159,11 +172,13 @@ impl Store {
 /// Tuning shared by the backends.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
-    /// Upper bound on pooled connections.
+    /// Upper bound on pooled connections (SQLite: readers; PostgreSQL: all connections).
     pub max_connections: u32,
     /// How long to wait for a connection or a lock before answering 503.
     pub acquire_timeout: std::time::Duration,
-    /// Most inserts committed in one transaction (group commit).
+    /// Server-side limit on one statement (PostgreSQL `statement_timeout`).
+    pub statement_timeout: std::time::Duration,
+    /// Most inserts committed in one transaction (SQLite group commit).
     pub max_batch: usize,
 }
 
@@ -172,6 +187,7 @@ impl Default for StoreSettings {
         Self {
             max_connections: 4,
             acquire_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: std::time::Duration::from_secs(5),
             max_batch: 256,
         }
     }

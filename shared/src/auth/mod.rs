@@ -339,6 +339,14 @@ impl Authenticator {
         Self::new(AuthConfig::off(), reqwest::Client::new())
     }
 
+    /// Fetches the key set once (errors are logged; requests retry later). Call at startup
+    /// so the first request does not wait for it.
+    pub async fn warm_up(&self) {
+        if let Some(v) = &self.inner.verifier {
+            v.keys().warm_up().await;
+        }
+    }
+
     /// The settings in force.
     pub fn config(&self) -> &AuthConfig {
         &self.inner.config

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::task::Poll;
 
 use shared::config::{Cli, ConfigError, Env, Reader, Setting, Source, parse_cli, render_help};
 use shared::emulator::{Emulator, EmulatorConfig, JWKS_PATH};
@@ -86,6 +87,12 @@ async fn main() -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(addr);
+    // Poll the shutdown future once so SIGINT/SIGTERM handlers exist before we announce.
+    let mut shutdown = std::pin::pin!(shared::shutdown::signal());
+    let early = std::future::poll_fn(|cx| Poll::Ready(shutdown.as_mut().poll(cx).is_ready()));
+    if early.await {
+        return ExitCode::SUCCESS;
+    }
     println!(
         "metadata emulator ready: export GCE_METADATA_HOST={local}  (key set: http://{local}{JWKS_PATH}, identity: {})",
         emulator.config().service_account
@@ -97,7 +104,7 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        () = shared::shutdown::signal() => {}
+        () = shutdown => {}
     }
     ExitCode::SUCCESS
 }

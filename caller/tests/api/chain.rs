@@ -1,0 +1,145 @@
+//! The whole chain with real signed tokens.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{USER, post, problem, spawn_chain, user_token};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_travels_the_chain_and_is_stored_with_the_callers_identity() {
+    let c = spawn_chain().await;
+    let token = user_token(&c.emu, &c.caller.base);
+    let res = post(
+        &c.caller.base,
+        Some(&token),
+        &json!({"foo": "hello", "extra": [1, 2]}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let entity: Value = res.json().await.expect("json");
+    assert_eq!(entity["body"], json!({"bar": "hello", "extra": [1, 2]}));
+    assert_eq!(entity["caller"], c.emu.sa());
+    // The row is in called's store: read it back from called with called's own credentials.
+    let sa_token = c
+        .emu
+        .emulator
+        .mint(&c.emu.sa(), &c.called.base, Duration::from_secs(60));
+    let id = entity["id"].as_str().expect("id");
+    let stored: Value = reqwest::Client::new()
+        .get(format!("{}/entities/{id}", c.called.base))
+        .bearer_auth(&sa_token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stored, entity);
+    // An end user's token is not accepted by called: only the caller's account is.
+    let res = reqwest::Client::new()
+        .get(format!("{}/entities/{id}", c.called.base))
+        .bearer_auth(
+            c.emu
+                .emulator
+                .mint(USER, &c.called.base, Duration::from_secs(60)),
+        )
+        .send()
+        .await
+        .expect("get");
+    let (_, www, _) = problem(res, 403).await;
+    assert_eq!(www.as_deref(), Some("Bearer error=\"insufficient_scope\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_requests_fetch_the_token_at_most_twice() {
+    let c = spawn_chain().await;
+    let token = user_token(&c.emu, &c.caller.base);
+    let client = reqwest::Client::new();
+    for i in 0..1000 {
+        let res = client
+            .post(format!("{}/", c.caller.base))
+            .bearer_auth(&token)
+            .json(&json!({"foo": format!("n{i}")}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(res.status(), 201);
+    }
+    let fetches = c.emu.emulator.identity_requests();
+    assert!((1..=2).contains(&fetches), "{fetches} token fetches");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_and_request_id_travel_through() {
+    let c = spawn_chain().await;
+    let token = user_token(&c.emu, &c.caller.base);
+    let client = reqwest::Client::new();
+    let send = || {
+        client
+            .post(format!("{}/", c.caller.base))
+            .bearer_auth(&token)
+            .header("idempotency-key", "client-key-1")
+            .header("x-request-id", "req-123")
+            .json(&json!({"foo": "once"}))
+            .send()
+    };
+    let first = send().await.expect("post");
+    assert_eq!(first.status(), 201);
+    assert_eq!(first.headers()["x-request-id"], "req-123");
+    let first: Value = first.json().await.expect("json");
+    let again = send().await.expect("post");
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        again.json::<Value>().await.expect("json")["id"],
+        first["id"]
+    );
+    let other = client
+        .post(format!("{}/", c.caller.base))
+        .bearer_auth(&token)
+        .header("idempotency-key", "client-key-1")
+        .json(&json!({"foo": "different"}))
+        .send()
+        .await
+        .expect("post");
+    problem(other, 422).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_validates_foo() {
+    let c = spawn_chain().await;
+    let token = user_token(&c.emu, &c.caller.base);
+    let cases = [
+        (json!({}), "missing required field \"foo\""),
+        (json!({"foo": ""}), "\"foo\""),
+        (json!({"foo": 7}), "\"foo\" must be a string"),
+        (json!({"foo": "x".repeat(1025)}), "at most 1024"),
+        (json!({"foo": "x", "bar": "y"}), "\"bar\""),
+        (json!(["foo"]), "JSON object"),
+    ];
+    for (body, needle) in cases {
+        let (detail, _, _) = problem(post(&c.caller.base, Some(&token), &body).await, 400).await;
+        assert!(
+            detail.contains(needle),
+            "{detail:?} should mention {needle:?}"
+        );
+    }
+    let res = reqwest::Client::new()
+        .post(format!("{}/", c.caller.base))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("{\"foo\":\"x\"}")
+        .send()
+        .await
+        .expect("post");
+    problem(res, 415).await;
+    // Authentication comes first: no token, bad body → 401.
+    problem(post(&c.caller.base, None, &json!({})).await, 401).await;
+    assert_eq!(
+        c.emu.emulator.identity_requests(),
+        1,
+        "only the warm-up fetch"
+    );
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: emulator → caller → called, all real servers on 127.0.0.1:0.
+
+mod helpers;
+
+mod attacks;
+mod chain;
+mod forward;
+mod key_set;
+mod metadata;
