@@ -4,6 +4,7 @@
 //! - [`routes`]: the handlers (`POST /`, `GET /entities…`, health).
 //! - [`idempotency`]: `Idempotency-Key` validation, body hash, in-flight guard.
 //! - [`store`]: the storage interface and its SQLite backend (group commit).
+//! - [`openapi`]: the generated OpenAPI 3.1 document (`GET /openapi.json`).
 //! - [`error`]: the one error enum and its HTTP mapping.
 //!
 //! `main.rs` only parses config, starts telemetry, binds and calls [`run`].
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod idempotency;
+pub mod openapi;
 pub mod routes;
 pub mod store;
 
@@ -50,6 +52,7 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .route("/entities/{id}", get(routes::get_one))
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))
+        .route("/openapi.json", get(openapi::serve))
         .with_state(state);
     shared::server::with_common_layers(routes, &cfg.server)
 }

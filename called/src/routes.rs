@@ -26,7 +26,38 @@ pub const MAX_PAGE: u32 = 1000;
 /// `limit` when none is given.
 pub const DEFAULT_PAGE: u32 = 100;
 
+/// Request body of `POST /` (other fields are kept as they are).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CreateBody {
+    /// A non-empty string of at most 1024 characters.
+    #[schema(min_length = 1, max_length = 1024)]
+    bar: String,
+}
+
 /// `POST /`: validate, persist durably, answer 201 with the entity.
+#[utoipa::path(
+    post,
+    path = "/",
+    request_body(content = CreateBody, content_type = "application/json",
+        description = "A JSON object with a required \"bar\"; every other field is stored too"),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1–255 visible ASCII characters; the same key and body replay the first 201")),
+    responses(
+        (status = 201, description = "Stored (durably committed), or replayed", body = Entity,
+            headers(("Location" = String, description = "/entities/{id}"),
+                    ("Idempotent-Replayed" = Option<String>, description = "true on a replay"))),
+        (status = 400, description = "Body not JSON, not an object, or \"bar\" missing or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid identity token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Principal not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Same Idempotency-Key still in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable, no signing keys, or overload", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("google_id_token" = []))
+)]
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -80,6 +111,19 @@ fn created(entity: &Entity, replayed: bool) -> Response {
 }
 
 /// `GET /entities/{id}`.
+#[utoipa::path(
+    get,
+    path = "/entities/{id}",
+    params(("id" = String, Path, description = "Entity id (UUIDv7)")),
+    responses(
+        (status = 200, description = "The entity", body = Entity),
+        (status = 401, description = "No or invalid identity token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Principal not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable or overload", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("google_id_token" = []))
+)]
 pub async fn get_one(
     State(app): State<AppState>,
     _caller: Caller,
@@ -94,6 +138,22 @@ pub async fn get_one(
 }
 
 /// `GET /entities?limit=N&after=ID`: keyset pagination, oldest first.
+#[utoipa::path(
+    get,
+    path = "/entities",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("after" = Option<uuid::Uuid>, Query, description = "The previous page's next"),
+    ),
+    responses(
+        (status = 200, description = "A page, oldest first", body = crate::store::Page),
+        (status = 400, description = "Bad limit or after", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid identity token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Principal not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable or overload", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("google_id_token" = []))
+)]
 pub async fn list(
     State(app): State<AppState>,
     _caller: Caller,
@@ -131,11 +191,16 @@ fn list_params(query: &str) -> Result<(u32, Option<Uuid>), Problem> {
 }
 
 /// `GET /health/live`: the process runs.
+#[utoipa::path(get, path = "/health/live", responses((status = 200, description = "Running")))]
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "live"}))
 }
 
 /// `GET /health/ready`: the store answers.
+#[utoipa::path(get, path = "/health/ready", responses(
+    (status = 200, description = "The store answers"),
+    (status = 503, description = "The store is unreachable", body = Problem, content_type = "application/problem+json"),
+))]
 pub async fn ready(State(app): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
         Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),

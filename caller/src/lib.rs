@@ -4,6 +4,7 @@
 //! - [`config`]: settings (`CALLED_URL`, token source, deadlines, auth) and `--help`.
 //! - [`routes`]: the handlers (`POST /`, health).
 //! - [`forward`]: the outbound call — token, headers, retries, deadline, outcome mapping.
+//! - [`openapi`]: the generated OpenAPI 3.1 document (`GET /openapi.json`).
 //! - [`error`]: the one error enum and its HTTP mapping.
 //!
 //! `main.rs` only parses config, starts telemetry, binds and calls [`run`].
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod openapi;
 pub mod routes;
 
 use std::future::Future;
@@ -49,6 +51,7 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
         .route("/", post(routes::forward))
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))
+        .route("/openapi.json", get(openapi::serve))
         .with_state(state);
     shared::server::with_common_layers(routes, &cfg.server)
 }

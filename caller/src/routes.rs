@@ -19,7 +19,43 @@ use crate::forward::{Outgoing, PROPAGATED};
 /// Longest accepted `"foo"`, in characters.
 pub const MAX_FOO_CHARS: usize = 1024;
 
+/// Request body of `POST /` (other fields are forwarded as they are).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ForwardBody {
+    /// A non-empty string of at most 1024 characters; forwarded as `"bar"`.
+    #[schema(min_length = 1, max_length = 1024)]
+    foo: String,
+}
+
 /// `POST /`: `{"foo": …, …}` → called `POST /` with `{"bar": …, …}`.
+#[utoipa::path(
+    post,
+    path = "/",
+    request_body(content = ForwardBody, content_type = "application/json",
+        description = "A JSON object with a required \"foo\" and no \"bar\"; other fields are forwarded"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Forwarded (a fresh UUID when absent) and reused on retries"),
+        ("traceparent" = Option<String>, Header, description = "Propagated"),
+        ("X-Cloud-Trace-Context" = Option<String>, Header, description = "Propagated"),
+        ("X-Request-Id" = Option<String>, Header, description = "Propagated (generated when absent)"),
+    ),
+    responses(
+        (status = 201, description = "The called service's answer: the stored entity", body = Object, content_type = "application/json"),
+        (status = 400, description = "Body not JSON, not an object, or \"foo\" missing or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid identity token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Principal not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Same Idempotency-Key still in flight at the called service", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The called service is rate limiting", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The called service failed or rejected this service's credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No identity token obtainable, or overload", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The called service did not answer within CALL_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("google_id_token" = []))
+)]
 pub async fn forward(
     State(app): State<AppState>,
     _caller: Caller,
@@ -55,11 +91,16 @@ pub async fn forward(
 }
 
 /// `GET /health/live`.
+#[utoipa::path(get, path = "/health/live", responses((status = 200, description = "Running")))]
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "live"}))
 }
 
 /// `GET /health/ready`: a token can be had and called answers.
+#[utoipa::path(get, path = "/health/ready", responses(
+    (status = 200, description = "A token can be had and the called service answers"),
+    (status = 503, description = "No token, or the called service is unreachable", body = Problem, content_type = "application/problem+json"),
+))]
 pub async fn ready(State(app): State<AppState>) -> Response {
     let token = tokio::time::timeout(Duration::from_secs(3), app.forwarder.tokens().get()).await;
     match token {

@@ -6,6 +6,7 @@
 //! - [`body`]: the JSON-object body extractor (415/413/400 as problems) and field validation.
 //! - [`server`]: the common layers (request id, request log, load shedding, body limit,
 //!   timeouts) and `serve(listener, router, shutdown)` with a bounded drain.
+//! - [`openapi`]: the shared parts of the generated OpenAPI documents.
 //! - [`outbound`]: the one pooled outbound HTTP client.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
 //! - [`auth`]: verification of Google-signed ID tokens, allow-list, the `Caller` extractor.
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod emulator;
+pub mod openapi;
 pub mod outbound;
 pub mod problem;
 pub mod server;

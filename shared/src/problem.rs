@@ -15,7 +15,8 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem document plus the response headers that belong with it
 /// (`WWW-Authenticate`, `Retry-After`, …).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "about:blank", "title": "Bad Request", "status": 400, "detail": "missing required field \"bar\""}))]
 pub struct Problem {
     /// A URI reference naming the problem type; `about:blank` when the status says it all.
     #[serde(rename = "type")]

@@ -14,15 +14,17 @@ pub use postgres::{PgStore, connect_options as pg_connect_options, is_postgres_u
 pub use sqlite::SqliteStore;
 
 /// A stored entity, as returned to clients.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Entity {
     /// UUIDv7: sortable by creation time.
     pub id: Uuid,
     /// RFC 3339 UTC timestamp of the insert.
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// The verified principal that sent it, `null` with `AUTH_MODE=off`.
     pub caller: Option<String>,
     /// The whole JSON object as received.
+    #[schema(value_type = Object)]
     pub body: Value,
 }
 
@@ -58,7 +60,7 @@ pub enum InsertOutcome {
 }
 
 /// A page of entities, oldest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page {
     /// The entities.
     pub items: Vec<Entity>,

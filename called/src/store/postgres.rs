@@ -74,14 +74,28 @@ impl PgStore {
     /// Connects, runs the migrations (under sqlx's advisory lock, so concurrent starts are safe)
     /// and builds the pool.
     pub async fn open(url: &str, settings: &StoreSettings) -> Result<Self, StoreError> {
-        let opts = connect_options(url, settings)?;
+        let mut opts = connect_options(url, settings)?;
         let mut conn = connect_with_retry(&opts, settings.acquire_timeout).await?;
         // `run_direct`, not `run`: `run`'s `Acquire` bound is not general enough for the `Send`
         // check of callers that spawn this future. It takes `pg_advisory_lock` first.
-        let migrated = MIGRATOR.run_direct(&mut conn).await;
+        let migrated = MIGRATOR
+            .run_direct(&mut conn)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")));
+        let sync_commit = match migrated {
+            Ok(()) => sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(StoreError::from),
+            Err(e) => Err(e),
+        };
         // Closing the session also releases the advisory lock if the migration failed.
         let _ = conn.close().await;
-        migrated.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        if sync_commit? == "off" {
+            // A 201 promises a committed, flushed row: never acknowledge from memory.
+            tracing::warn!("synchronous_commit is off for this role/database; forcing it on");
+            opts = opts.options([("synchronous_commit", "on")]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .min_connections(0)

@@ -1,4 +1,5 @@
-//! Acknowledged writes survive SIGKILL: the real binary, killed and restarted on the same file.
+//! Acknowledged writes survive SIGKILL: the real binary, killed and restarted on the same store
+//! (SQLite file, or PostgreSQL schema).
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -6,6 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, fresh_store};
+
+backend_tests!(acknowledged_writes_survive_sigkill);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -47,10 +53,8 @@ async fn start(database_url: &str) -> (Child, String) {
     panic!("called did not start");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_sigkill() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/d/called.db", dir.path().display());
+async fn acknowledged_writes_survive_sigkill(backend: Backend) {
+    let (url, _scratch) = fresh_store(backend).await;
     let client = reqwest::Client::new();
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     for round in 0..3 {

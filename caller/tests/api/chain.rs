@@ -143,3 +143,22 @@ async fn caller_validates_foo() {
         "only the warm-up fetch"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_are_served_without_authentication() {
+    let c = spawn_chain().await;
+    for base in [&c.caller.base, &c.called.base] {
+        let res = reqwest::get(format!("{base}/openapi.json"))
+            .await
+            .expect("get");
+        assert_eq!(res.status(), 200);
+        let doc: Value = res.json().await.expect("json");
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1"))
+        );
+        assert!(doc["paths"]["/"]["post"].is_object());
+        assert!(doc["components"]["securitySchemes"]["google_id_token"].is_object());
+    }
+}

@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Emu, problem, spawn_caller, spawn_emulator, user_token};
 
+/// A scripted answer: status and optional Retry-After.
+type Step = (u16, Option<&'static str>);
+
 /// What the fake answers, in order; the last one repeats.
 #[derive(Clone)]
 struct Fake {
-    script: Arc<Mutex<Vec<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<Vec<Step>>>,
     seen: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
     stall: bool,
 }

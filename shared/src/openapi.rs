@@ -1,0 +1,38 @@
+//! Pieces of the services' OpenAPI 3.1 documents that both share: the bearer security scheme
+//! and serving the generated document at `GET /openapi.json`.
+
+use axum::response::{IntoResponse, Response};
+use http::header;
+use utoipa::Modify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// Name of the security scheme: a Google-signed OIDC ID token as a bearer token.
+pub const BEARER: &str = "google_id_token";
+
+/// Adds the bearer (JWT) security scheme to a generated document.
+#[derive(Debug, Clone, Copy)]
+pub struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "Google-signed OIDC ID token whose aud is this service's URL and whose \
+                         email is on the service's allow-list",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// A response serving a pre-rendered OpenAPI document.
+pub fn json_response(document: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
