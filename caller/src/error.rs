@@ -11,9 +11,10 @@ pub enum Error {
     /// 4xx problems raised before forwarding (auth, validation).
     #[error("{0}")]
     Problem(Problem),
-    /// 503 + Retry-After: no ID token could be obtained for the called service.
+    /// 503 + Retry-After (seconds until the token cache tries again): no ID token could be
+    /// obtained for the called service.
     #[error("no ID token: {0}")]
-    NoToken(#[from] TokenError),
+    NoToken(TokenError, u64),
     /// 502: the called service answered 401/403 to our credentials.
     #[error("called rejected the caller's credentials ({0})")]
     Rejected(u16),
@@ -35,11 +36,11 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let problem = match self {
             Self::Problem(p) => p,
-            Self::NoToken(e) => {
+            Self::NoToken(e, retry_after) => {
                 tracing::error!(error = %e, "no ID token for the called service");
                 Problem::unavailable(
                     "no identity token could be obtained for the called service",
-                    2,
+                    retry_after,
                 )
             }
             Self::Rejected(status) => {

@@ -144,7 +144,10 @@ impl Forwarder {
     }
 
     async fn attempt(&self, out: &Outgoing, remaining: Duration) -> Result<Attempt, Error> {
-        let token = self.tokens.get().await?;
+        let token = self.tokens.get().await.map_err(|e| {
+            let wait = self.tokens.retry_after().unwrap_or(Duration::from_secs(1));
+            Error::NoToken(e, wait.as_secs_f64().ceil().max(1.0) as u64)
+        })?;
         let mut req = self
             .http
             .post(self.target.clone())
