@@ -57,6 +57,11 @@ impl Config {
             help: "host:port of the metadata server",
         },
         Setting {
+            name: "GOOGLE_APPLICATION_CREDENTIALS",
+            default: "unset",
+            help: "key file for service-account; ADC file for auto, impersonate and user (else gcloud's well-known file)",
+        },
+        Setting {
             name: "CALL_TIMEOUT_MS",
             default: "10000",
             help: "total deadline of the forward, retries included",
