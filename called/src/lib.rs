@@ -3,7 +3,7 @@
 //! - [`config`]: settings (`DATABASE_URL`, auth, server) and `--help`.
 //! - [`routes`]: the handlers (`POST /`, `GET /entities…`, health).
 //! - [`idempotency`]: `Idempotency-Key` validation, body hash, in-flight guard.
-//! - [`store`]: the storage interface and its SQLite backend (group commit).
+//! - [`store`]: the storage interface; SQLite (embedded, group commit) and PostgreSQL backends.
 //! - [`openapi`]: the generated OpenAPI 3.1 document (`GET /openapi.json`).
 //! - [`error`]: the one error enum and its HTTP mapping.
 //!

@@ -43,11 +43,27 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
         ));
     }
     match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) => {
+            Err(Problem::bad_request(
+                "request body must not contain the character U+0000 in any string",
+            ))
+        }
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Problem::bad_request("request body must be a JSON object")),
         Err(e) => Err(Problem::bad_request(format!(
             "request body is not valid JSON: {e}"
         ))),
+    }
+}
+
+/// Whether any string (key or value) in `v` contains U+0000, which PostgreSQL's `jsonb` cannot
+/// store: refused up front so both backends accept exactly the same bodies.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 
@@ -148,6 +164,8 @@ mod tests {
         let deep = "[".repeat(10_000);
         assert_eq!(parse_object(deep.as_bytes()).expect_err("deep").status, 400);
         assert!(parse_object(b"{\"bar\":\"x\"}").is_ok());
+        assert!(parse_object(br#"{"bar":"x","n":[{"a\u0000":1}]}"#).is_err());
+        assert!(parse_object(br#"{"bar":"x\u0000"}"#).is_err());
     }
 
     #[test]

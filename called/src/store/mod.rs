@@ -196,20 +196,44 @@ impl Default for StoreSettings {
 }
 
 /// `scheme://user:***@host/...`: the URL with any password replaced, for logs and errors.
+///
+/// Covers the userinfo password and query parameters such as `password=` / `sslpassword=`
+/// (which sqlx accepts). A URL that does not parse as `scheme://host…` keeps only what follows
+/// its last `@`, without its query.
 pub fn redact_url(url: &str) -> String {
-    if let Ok(mut u) = url::Url::parse(url) {
+    let secret = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        k.contains("pass") || k.contains("secret") || k.contains("token")
+    };
+    if let Ok(mut u) = url::Url::parse(url)
+        && u.has_host()
+    {
         if u.password().is_some() {
             let _ = u.set_password(Some("***"));
-            return u.to_string();
         }
-        if !url.contains('@') {
-            return u.to_string();
+        if u.query_pairs().any(|(k, _)| secret(&k)) {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secret(&k) {
+                        "***".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
         }
+        return u.to_string();
     }
-    match url.rsplit_once('@') {
-        Some((_, rest)) => format!("***@{rest}"),
-        None => url.to_owned(),
-    }
+    let rest = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
+    let (base, query) = rest
+        .split_once('?')
+        .map_or((rest, false), |(b, _)| (b, true));
+    let prefix = if rest.len() < url.len() { "***@" } else { "" };
+    let suffix = if query { "?***" } else { "" };
+    format!("{prefix}{base}{suffix}")
 }
 
 fn parse_id(s: &str) -> Result<Uuid, StoreError> {
@@ -235,5 +259,22 @@ mod tests {
             "sqlite://data/called.db"
         );
         assert!(!redact_url("garbage:secret@x y").contains("secret"));
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test",
+            "no password: the user stays visible"
+        );
+        let q =
+            redact_url("postgresql://u@h/db?password=hunter2&sslpassword=pw2&application_name=a");
+        assert!(!q.contains("hunter2") && !q.contains("pw2") && q.contains("application_name=a"));
+        for unparseable in [
+            "postgres://u:hunter2@h:notaport/db",
+            "postgres://h:notaport/db?password=hunter2",
+        ] {
+            let r = redact_url(unparseable);
+            assert!(!r.contains("hunter2"), "{r}");
+            assert!(r.contains("h:notaport/db"), "{r}");
+        }
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
     }
 }

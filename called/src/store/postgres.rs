@@ -76,6 +76,11 @@ impl PgStore {
     pub async fn open(url: &str, settings: &StoreSettings) -> Result<Self, StoreError> {
         let mut opts = connect_options(url, settings)?;
         let mut conn = connect_with_retry(&opts, settings.acquire_timeout).await?;
+        // Migrations (and waiting for another instance's) are not bounded by the per-request
+        // statement timeout.
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut conn)
+            .await?;
         // `run_direct`, not `run`: `run`'s `Acquire` bound is not general enough for the `Send`
         // check of callers that spawn this future. It takes `pg_advisory_lock` first.
         let migrated = MIGRATOR
@@ -211,8 +216,8 @@ async fn connect_with_retry(
                 )));
             }
         };
-        let retry = matches!(err, sqlx::Error::Io(_))
-            && tokio::time::Instant::now() + backoff < deadline;
+        let retry =
+            matches!(err, sqlx::Error::Io(_)) && tokio::time::Instant::now() + backoff < deadline;
         if !retry {
             return Err(StoreError::Unavailable(format!("cannot connect: {err}")));
         }
@@ -353,8 +358,7 @@ mod tests {
     #[test]
     fn parse_errors_do_not_leak_the_password() {
         let err = connect_options("postgres://u:hunter2@host:notaport/db", &Default::default())
-            .err()
-            .expect("invalid");
+            .expect_err("invalid");
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
@@ -362,6 +366,8 @@ mod tests {
     fn nul_detection() {
         assert!(contains_nul(&json!({"bar": "a\u{0}b"})));
         assert!(contains_nul(&json!({"x": [{"k\u{0}": 1}]})));
-        assert!(!contains_nul(&json!({"bar": "\\u0000", "n": [1, null, true]})));
+        assert!(!contains_nul(
+            &json!({"bar": "\\u0000", "n": [1, null, true]})
+        ));
     }
 }

@@ -51,9 +51,15 @@ pub fn test_database_url() -> Option<String> {
 pub fn pg_or_skip(test: &str) -> Option<String> {
     let url = test_database_url();
     if url.is_none() {
-        eprintln!("SKIPPED (TEST_DATABASE_URL not set): {test}");
+        loud(&format!("SKIPPED (TEST_DATABASE_URL not set): {test}"));
     }
     url
+}
+
+/// Writes a line to the real stderr: `eprintln!` is captured (hidden) for passing tests.
+pub fn loud(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The admin URL (`TEST_DATABASE_URL`); panics when unset (callers checked).

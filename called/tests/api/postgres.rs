@@ -21,7 +21,7 @@ use crate::helpers::{Backend, PgSchema, Scratch, pg_or_skip, spawn_on, spawn_wit
 /// Skips (loudly) without `TEST_DATABASE_URL`.
 macro_rules! require_pg {
     ($name:literal) => {
-        if pg_or_skip(concat!("postgres::", $name)).is_none() {
+        if pg_or_skip(concat!(module_path!(), "::", $name)).is_none() {
             return;
         }
     };
@@ -63,15 +63,17 @@ async fn four_instances_migrate_one_empty_schema_at_once() {
         stores.push(store);
     }
     for (i, store) in stores.iter().enumerate() {
-        let outcome = store.insert(entity(&format!("s{i}"))).await.expect("insert");
+        let outcome = store
+            .insert(entity(&format!("s{i}")))
+            .await
+            .expect("insert");
         assert!(matches!(outcome, InsertOutcome::Created(_)));
     }
     let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&mut c)
-            .await
-            .expect("migrations table in the test schema");
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut c)
+        .await
+        .expect("migrations table in the test schema");
     assert_eq!(applied, 1, "each migration applied exactly once");
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM entities")
         .fetch_one(&mut c)
@@ -97,7 +99,9 @@ async fn unix_socket_url_works() {
             std::env::var("CI").as_deref() != Ok("true"),
             "no PostgreSQL socket in {dir} under CI=true"
         );
-        eprintln!("SKIPPED (no socket {dir}/.s.PGSQL.{port}): postgres::unix_socket_url_works");
+        crate::helpers::loud(&format!(
+            "SKIPPED (no socket {dir}/.s.PGSQL.{port}): api::postgres::unix_socket_url_works"
+        ));
         return;
     }
     let schema = PgSchema::create().await;
@@ -114,13 +118,7 @@ async fn unix_socket_url_works() {
         opts.get_socket().map(|p| p.display().to_string()),
         Some(dir.clone())
     );
-    let app = spawn_on(
-        Backend::Postgres,
-        url,
-        Some(Scratch::Schema(schema)),
-        |s| s,
-    )
-    .await;
+    let app = spawn_on(Backend::Postgres, url, Some(Scratch::Schema(schema)), |s| s).await;
     let res = app.post_json(&json!({"bar": "via socket"}), None).await;
     assert_eq!(res.status(), 201);
     let id = res.json::<Value>().await.expect("json")["id"]
@@ -211,7 +209,9 @@ async fn same_key_on_two_instances_stores_one() {
     }
     assert_eq!(ids.len(), 1, "every 201 is the first entity");
     assert_eq!(a.row_count().await, 1);
-    let reused = b.post_json(&json!({"bar": "other"}), Some("shared-key")).await;
+    let reused = b
+        .post_json(&json!({"bar": "other"}), Some("shared-key"))
+        .await;
     assert_eq!(reused.status(), 422);
 }
 
@@ -326,12 +326,16 @@ async fn terminated_backends_mid_load_give_503_then_recover() {
     // Recovery without a restart: readiness and writes.
     assert_eq!(app.get("/health/ready").await.status(), 200);
     for i in 0..20 {
-        let res = app.post_json(&json!({"bar": format!("after-{i}")}), None).await;
+        let res = app
+            .post_json(&json!({"bar": format!("after-{i}")}), None)
+            .await;
         assert_eq!(res.status(), 201, "POST after the outage");
-        acked.push(res.json::<Value>().await.expect("json")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned());
+        acked.push(
+            res.json::<Value>().await.expect("json")["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
     }
     // No acknowledged row lost.
     let mut c = sqlx::PgConnection::connect(&app.database_url)
@@ -348,61 +352,96 @@ async fn terminated_backends_mid_load_give_503_then_recover() {
     }
 }
 
-/// A TCP proxy to the test server that can be cut (open tunnels closed, new connections
-/// accepted and dropped at once) and restored, on the same port.
+/// What the proxy between the app and the test server does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Forwards both ways.
+    Up,
+    /// Server down (restart): open connections closed, new ones refused (port closed).
+    Refused,
+    /// Network partition: open connections and new ones accepted but silent (nothing passes,
+    /// nothing closes), so only the app's own timeouts end its waits.
+    Blackhole,
+}
+
+/// A TCP proxy to the test server on a fixed 127.0.0.1 port, switchable between [`Link`]s.
 struct Proxy {
     addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    tunnels: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
+    upstream: String,
+    link: tokio::sync::watch::Sender<Link>,
+    accept: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Proxy {
     async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let up = Arc::new(AtomicBool::new(true));
-        let tunnels = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (up2, tunnels2) = (up.clone(), tunnels.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let upstream = upstream.clone();
-                let tunnel = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        let (link, _) = tokio::sync::watch::channel(Link::Up);
+        let proxy = Self {
+            addr,
+            upstream,
+            link,
+            accept: std::sync::Mutex::new(None),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (upstream, mut link) = (self.upstream.clone(), self.link.subscribe());
+        let task = tokio::spawn(async move {
+            loop {
+                let mut client = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((client, _)) => client,
+                        Err(_) => return,
+                    },
+                    // Refused: drop the listener (the port closes) until restored.
+                    _ = link.wait_for(|l| *l == Link::Refused) => return,
+                };
+                let (upstream, mut link) = (upstream.clone(), link.clone());
+                tokio::spawn(async move {
+                    if *link.borrow() == Link::Up
+                        && let Ok(mut server) = TcpStream::connect(&upstream).await
+                    {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                            _ = link.wait_for(|l| *l != Link::Up) => {}
+                        }
                     }
+                    // Blackhole: hold the sockets open, silent; anything else closes them.
+                    let _ = link.wait_for(|l| *l != Link::Blackhole).await;
                 });
-                tunnels2.lock().expect("lock").push(tunnel);
             }
         });
-        Self {
-            addr,
-            up,
-            tunnels,
-            accept,
-        }
+        *self.accept.lock().expect("lock") = Some(task);
     }
 
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for t in self.tunnels.lock().expect("lock").drain(..) {
-            t.abort();
+    async fn set(&self, link: Link) {
+        let was = *self.link.borrow();
+        self.link.send_replace(link);
+        if was == Link::Refused && link != Link::Refused {
+            // Reopen the same port (SO_REUSEADDR is set by tokio on Unix).
+            let listener = TcpListener::bind(self.addr)
+                .await
+                .expect("rebind proxy port");
+            self.serve(listener);
+        } else if link == Link::Refused {
+            let task = self.accept.lock().expect("lock").take();
+            if let Some(task) = task {
+                // The accept loop drops the listener: the port refuses from now on.
+                let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+            }
         }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
+        self.link.send_replace(Link::Refused);
+        if let Some(task) = self.accept.lock().expect("lock").take() {
+            task.abort();
+        }
     }
 }
 
@@ -424,6 +463,10 @@ async fn wait_for_status(app: &crate::helpers::TestApp, path: &str, status: u16)
     }
 }
 
+/// `GET /health/ready` follows the database through a server outage (port closed) and a
+/// network partition (silence): 503 with Retry-After, requests fail within the configured
+/// timeouts instead of hanging, and everything recovers when the link returns, without a
+/// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_database_without_restart() {
     require_pg!("readiness_follows_the_database_without_restart");
@@ -439,12 +482,10 @@ async fn readiness_follows_the_database_without_restart() {
     via_proxy.set_host(Some("127.0.0.1")).expect("host");
     via_proxy.set_port(Some(proxy.addr.port())).expect("port");
     let url = schema.url_on(via_proxy.as_str());
-    let app = spawn_on(
-        Backend::Postgres,
-        url,
-        Some(Scratch::Schema(schema)),
-        |s| s.with("DATABASE_TIMEOUT_MS", "500"),
-    )
+    let app = spawn_on(Backend::Postgres, url, Some(Scratch::Schema(schema)), |s| {
+        s.with("DATABASE_TIMEOUT_MS", "500")
+            .with("DATABASE_STATEMENT_TIMEOUT_MS", "1000")
+    })
     .await;
     let first = app.post_json(&json!({"bar": "before"}), None).await;
     assert_eq!(first.status(), 201);
@@ -453,24 +494,43 @@ async fn readiness_follows_the_database_without_restart() {
         .expect("id")
         .to_owned();
 
-    proxy.cut();
-    let down_after = wait_for_status(&app, "/health/ready", 503).await;
-    let res = app.post_json(&json!({"bar": "during"}), None).await;
-    assert_eq!(res.status(), 503);
-    assert!(res.headers().contains_key("retry-after"));
-    let res = app.get(&format!("/entities/{first_id}")).await;
-    assert_eq!(res.status(), 503, "reads fail fast too");
-    assert_eq!(app.get("/health/live").await.status(), 200);
+    for (i, outage) in [Link::Refused, Link::Blackhole].into_iter().enumerate() {
+        proxy.set(outage).await;
+        let down_after = wait_for_status(&app, "/health/ready", 503).await;
+        let started = Instant::now();
+        let res = app.post_json(&json!({"bar": "during"}), None).await;
+        let post_took = started.elapsed();
+        assert_eq!(res.status(), 503, "{outage:?}");
+        assert!(res.headers().contains_key("retry-after"));
+        // Bounded by acquire (0.5 s) + statement (1 s) timeouts, never a hang.
+        assert!(
+            post_took < Duration::from_secs(3),
+            "{outage:?}: {post_took:?}"
+        );
+        let res = app.get(&format!("/entities/{first_id}")).await;
+        assert_eq!(res.status(), 503, "{outage:?}: reads fail too");
+        assert_eq!(app.get("/health/live").await.status(), 200);
 
-    proxy.restore();
-    let up_after = wait_for_status(&app, "/health/ready", 200).await;
-    eprintln!("ready: 503 after {down_after:?}, 200 again {up_after:?} after restore");
+        proxy.set(Link::Up).await;
+        let up_after = wait_for_status(&app, "/health/ready", 200).await;
+        crate::helpers::loud(&format!(
+            "{outage:?}: ready 503 after {down_after:?}, POST 503 in {post_took:?}, \
+             200 again {up_after:?} after the link returned"
+        ));
+        let res = app
+            .post_json(&json!({"bar": format!("after-{i}")}), None)
+            .await;
+        assert_eq!(res.status(), 201, "{outage:?}: writes recover");
+        assert_eq!(
+            app.get(&format!("/entities/{first_id}")).await.status(),
+            200
+        );
+    }
     assert_eq!(
-        app.post_json(&json!({"bar": "after"}), None).await.status(),
-        201
+        app.row_count().await,
+        3,
+        "nothing from the outages was stored"
     );
-    assert_eq!(app.get(&format!("/entities/{first_id}")).await.status(), 200);
-    assert_eq!(app.row_count().await, 2);
 }
 
 /// Same answers from both backends: the served body and timestamp are what was sent.
@@ -484,7 +544,11 @@ async fn entity_roundtrips_exactly_on_both_backends() {
     let mut served = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
         if matches!(backend, Backend::Postgres)
-            && pg_or_skip("postgres::entity_roundtrips_exactly_on_both_backends").is_none()
+            && pg_or_skip(concat!(
+                module_path!(),
+                "::entity_roundtrips_exactly_on_both_backends"
+            ))
+            .is_none()
         {
             continue;
         }
@@ -494,10 +558,26 @@ async fn entity_roundtrips_exactly_on_both_backends() {
         let created = created.text().await.expect("text");
         let v: Value = serde_json::from_str(&created).expect("json");
         let id = v["id"].as_str().expect("id");
-        let fetched = app.get(&format!("/entities/{id}")).await.text().await.expect("text");
-        assert_eq!(fetched, created, "{backend:?}: GET answers what POST answered");
-        let replayed = app.post_json(&body, Some("k")).await.text().await.expect("text");
-        assert_eq!(replayed, created, "{backend:?}: replay answers the same bytes");
+        let fetched = app
+            .get(&format!("/entities/{id}"))
+            .await
+            .text()
+            .await
+            .expect("text");
+        assert_eq!(
+            fetched, created,
+            "{backend:?}: GET answers what POST answered"
+        );
+        let replayed = app
+            .post_json(&body, Some("k"))
+            .await
+            .text()
+            .await
+            .expect("text");
+        assert_eq!(
+            replayed, created,
+            "{backend:?}: replay answers the same bytes"
+        );
         let listed: Value = app.get("/entities").await.json().await.expect("json");
         assert_eq!(listed["items"][0], v);
         assert_eq!(v["body"], body);
