@@ -41,7 +41,7 @@ pub struct CreateBody {
     path = "/",
     request_body(content = CreateBody, content_type = "application/json",
         description = "A JSON object with a required \"bar\"; every other field is stored too"),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
         description = "1–255 visible ASCII characters; the same key and body replay the first 201")),
     responses(
         (status = 201, description = "Stored (durably committed), or replayed", body = Entity,

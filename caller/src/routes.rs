@@ -35,7 +35,7 @@ pub struct ForwardBody {
     request_body(content = ForwardBody, content_type = "application/json",
         description = "A JSON object with a required \"foo\" and no \"bar\"; other fields are forwarded"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Forwarded (a fresh UUID when absent) and reused on retries"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Forwarded (a fresh UUID when absent) and reused on retries"),
         ("traceparent" = Option<String>, Header, description = "Propagated"),
         ("X-Cloud-Trace-Context" = Option<String>, Header, description = "Propagated"),
         ("X-Request-Id" = Option<String>, Header, description = "Propagated (generated when absent)"),
@@ -102,9 +102,10 @@ pub async fn live() -> Json<Value> {
     (status = 503, description = "No token, or the called service is unreachable", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(State(app): State<AppState>) -> Response {
-    let token = tokio::time::timeout(Duration::from_secs(3), app.forwarder.tokens().get()).await;
-    match token {
-        Ok(Ok(_)) => {}
+    let token = match tokio::time::timeout(Duration::from_secs(3), app.forwarder.tokens().get())
+        .await
+    {
+        Ok(Ok(token)) => token,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: no ID token");
             return Problem::unavailable("no identity token can be obtained", 2).into_response();
@@ -113,18 +114,20 @@ pub async fn ready(State(app): State<AppState>) -> Response {
             return Problem::unavailable("the token source did not answer in time", 2)
                 .into_response();
         }
-    }
+    };
     let url = match app.forwarder.target().join("health/live") {
         Ok(u) => u,
         Err(_) => return Problem::internal().into_response(),
     };
-    match app
+    // With the token: behind Cloud Run's IAM check an anonymous probe would get 403.
+    let probe = app
         .http
         .get(url)
+        .bearer_auth(token.value())
         .timeout(Duration::from_secs(2))
         .send()
-        .await
-    {
+        .await;
+    match probe {
         Ok(r) if r.status().is_success() => Json(json!({"status": "ready"})).into_response(),
         Ok(r) => {
             tracing::warn!(

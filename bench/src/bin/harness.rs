@@ -1,0 +1,784 @@
+//! `bench-harness`: measures the full chain against the floor on loopback and prints the
+//! tables of `bench/RESULTS.md`. Run it through `bash bench/run.sh`, which builds the release
+//! binaries first.
+//!
+//! The metadata-server emulator runs inside this process (its token and key-set counters are
+//! read directly); `called`, `caller`, `floor-front` and `floor-back` are the release binaries,
+//! started on free loopback ports and stopped (SIGTERM, then SIGKILL) when the harness ends,
+//! fails or is interrupted. Settings (environment):
+//!
+//! - `BENCH_DURATION_SECS` (5): measured `wrk` run per scenario; `BENCH_WARMUP_SECS` (2) before it.
+//! - `BENCH_THREADS` (2), `BENCH_CONNECTIONS` (64): `wrk -t -c`.
+//! - `BENCH_BIN_DIR` (`target/release`): where the binaries are.
+//! - `BENCH_SVG` (`bench/results.svg`): the chart.
+//! - `BENCH_RUST_LOG` (`info`) and `BENCH_LOG_FORMAT` (`json`, as on Cloud Run): the services'
+//!   logging, written to files in the run's temporary folder.
+//! - `BENCH_STARTS` (3): extra start-to-ready samples of `called` with a fresh SQLite file.
+//! - `BENCH_SCENARIOS` (`chain,floor`): add `called` to also measure `called` alone (`wrk`
+//!   straight to it with the service account's token), which splits the chain's cost per hop.
+//! - `BENCH_PYTHON_BIN`: a folder with `gunicorn` (a virtualenv's `bin`, see
+//!   `bench/python/requirements.txt`); needed by the `python` scenario, the article's pair
+//!   (`bench/python/main.py`, gunicorn 1 worker × 8 threads, no authentication).
+//! - `BENCH_SERVICE_ENV`: extra `NAME=value` pairs (space-separated) for every process started,
+//!   for experiments, e.g. `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2`.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bench::chart::{self, Bar};
+use bench::procfs;
+use bench::report::{self, BinarySize, Scenario, ServiceStats};
+use bench::wrk::{self, Load, WrkReport};
+use shared::emulator::{Emulator, EmulatorConfig, JWKS_PATH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The end user allowed to call `caller` in the benchmark.
+const BENCH_USER: &str = "bench-user@example.com";
+
+struct Settings {
+    bin_dir: PathBuf,
+    load: Load,
+    warmup: Duration,
+    svg: PathBuf,
+    rust_log: String,
+    log_format: String,
+    starts: usize,
+    scenarios: Vec<String>,
+    python_bin: Option<PathBuf>,
+    service_env: Vec<(String, String)>,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn env_num(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name} must be a whole number, got {v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            bin_dir: PathBuf::from(env_or("BENCH_BIN_DIR", "target/release")),
+            load: Load {
+                threads: u32::try_from(env_num("BENCH_THREADS", 2)?)?,
+                connections: u32::try_from(env_num("BENCH_CONNECTIONS", 64)?)?,
+                duration: Duration::from_secs(env_num("BENCH_DURATION_SECS", 5)?.max(1)),
+            },
+            warmup: Duration::from_secs(env_num("BENCH_WARMUP_SECS", 2)?),
+            svg: PathBuf::from(env_or("BENCH_SVG", "bench/results.svg")),
+            rust_log: env_or("BENCH_RUST_LOG", "info"),
+            log_format: env_or("BENCH_LOG_FORMAT", "json"),
+            starts: usize::try_from(env_num("BENCH_STARTS", 3)?)?,
+            scenarios: env_or("BENCH_SCENARIOS", "chain,floor")
+                .split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect(),
+            python_bin: std::env::var_os("BENCH_PYTHON_BIN").map(PathBuf::from),
+            service_env: env_or("BENCH_SERVICE_ENV", "")
+                .split_whitespace()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("BENCH_SERVICE_ENV: {kv:?} is not NAME=value")
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+}
+
+/// A started process; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(
+        s: &Settings,
+        name: &'static str,
+        dir: &Path,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<(Self, Instant)> {
+        Self::spawn_program(s, name, &s.bin_dir.join(name), &[], dir, envs)
+    }
+
+    fn spawn_program(
+        s: &Settings,
+        name: &'static str,
+        bin: &Path,
+        args: &[String],
+        dir: &Path,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<(Self, Instant)> {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        cmd.env_clear()
+            .env("PATH", env_or("PATH", "/usr/bin:/bin"))
+            .env("RUST_LOG", &s.rust_log)
+            .env("LOG_FORMAT", &s.log_format)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        for (k, v) in &s.service_env {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {} (run bench/run.sh)", bin.display()))?;
+        Ok((Self { name, child, log }, started))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SIGTERM, up to 5 s to exit, then SIGKILL.
+    fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(StdListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// One `GET path` on a new connection; the status code, or `None` when nothing answered.
+async fn probe(port: u16, path: &str) -> Option<u16> {
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let m = s.read(&mut buf[n..]).await.ok()?;
+            if m == 0 {
+                return None;
+            }
+            n += m;
+        }
+        std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Polls `/health/ready` every millisecond; the time from `started` to the first 200.
+async fn wait_ready(p: &mut Proc, port: u16, started: Instant) -> anyhow::Result<Duration> {
+    let deadline = started + Duration::from_secs(15);
+    loop {
+        if probe(port, "/health/ready").await == Some(200) {
+            return Ok(started.elapsed());
+        }
+        if let Ok(Some(status)) = p.child.try_wait() {
+            anyhow::bail!("{} exited ({status}):\n{}", p.name, p.log_tail());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{} not ready within 15 s; its log ends:\n{}",
+                p.name,
+                p.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One request before the load, so a misconfiguration fails loudly instead of as errors.
+async fn sanity(url: &str, token: &str, field: &str) -> anyhow::Result<()> {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", "bench-sanity")
+        .body(format!(r#"{{"{field}":"sanity"}}"#));
+    if !token.is_empty() {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await?;
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    anyhow::ensure!(
+        status.as_u16() == 201,
+        "POST {url} answered {status}: {body}"
+    );
+    Ok(())
+}
+
+struct Measured {
+    wrk: WrkReport,
+    cpu: Vec<Duration>,
+    /// Context switches of each process during the measured run.
+    switches: Vec<u64>,
+    /// Emulator identity-token fetches during the measured run (not the warm-up).
+    token_fetches: u64,
+    /// Emulator key-set fetches during the measured run.
+    key_fetches: u64,
+}
+
+/// What one scenario drives load against.
+struct Target<'a> {
+    /// `POST` URL.
+    url: &'a str,
+    /// Bearer token (empty: none).
+    token: &'a str,
+    /// Scenario name (prefix of idempotency keys).
+    label: &'a str,
+    /// The body's field (`foo` for caller and the floor, `bar` for called).
+    field: &'a str,
+    /// Processes whose CPU time is measured.
+    pids: Vec<u32>,
+    /// Emulator whose fetch counters are read, if any.
+    emu: Option<&'a Emulator>,
+}
+
+/// Warm-up run, then the measured run with CPU deltas of the target's processes.
+async fn drive(
+    s: &Settings,
+    script: &Path,
+    ticks: u64,
+    target: Target<'_>,
+) -> anyhow::Result<Measured> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let Target {
+        url,
+        token,
+        label,
+        field,
+        pids,
+        emu,
+    } = target;
+    let request = |phase: &str| wrk::Request {
+        token: token.to_owned(),
+        key_prefix: format!("{label}-{phase}-{stamp}"),
+        field: field.to_owned(),
+    };
+    let counters = || emu.map_or((0, 0), |e| (e.identity_requests(), e.jwks_requests()));
+    if !s.warmup.is_zero() {
+        let warm = Load {
+            duration: s.warmup,
+            ..s.load.clone()
+        };
+        let (url, script, req) = (url.to_owned(), script.to_owned(), request("warm"));
+        tokio::task::spawn_blocking(move || wrk::run(&url, &script, &warm, &req)).await??;
+    }
+    let switches_before: Vec<u64> = pids
+        .iter()
+        .map(|p| tree_switches(*p))
+        .collect::<anyhow::Result<_>>()?;
+    let before: Vec<Duration> = pids
+        .iter()
+        .map(|p| tree_cpu(*p, ticks))
+        .collect::<anyhow::Result<_>>()?;
+    let fetched_before = counters();
+    let load = s.load.clone();
+    let (url, script, req) = (url.to_owned(), script.to_owned(), request("run"));
+    let wrk = tokio::task::spawn_blocking(move || wrk::run(&url, &script, &load, &req)).await??;
+    let cpu = pids
+        .iter()
+        .zip(before)
+        .map(|(p, b)| Ok(tree_cpu(*p, ticks)?.saturating_sub(b)))
+        .collect::<anyhow::Result<_>>()?;
+    let switches = pids
+        .iter()
+        .zip(switches_before)
+        .map(|(p, b)| Ok(tree_switches(*p)?.saturating_sub(b)))
+        .collect::<anyhow::Result<_>>()?;
+    let fetched_after = counters();
+    Ok(Measured {
+        wrk,
+        cpu,
+        switches,
+        token_fetches: fetched_after.0 - fetched_before.0,
+        key_fetches: fetched_after.1 - fetched_before.1,
+    })
+}
+
+/// CPU time of a process and its descendants.
+fn tree_cpu(pid: u32, ticks: u64) -> anyhow::Result<Duration> {
+    procfs::process_tree(pid)
+        .into_iter()
+        .map(|p| procfs::cpu_time(p, ticks))
+        .sum()
+}
+
+/// Context switches of a process and its descendants.
+fn tree_switches(pid: u32) -> anyhow::Result<u64> {
+    procfs::process_tree(pid)
+        .into_iter()
+        .map(procfs::context_switches)
+        .sum()
+}
+
+fn stats(procs: &[(&Proc, Duration)], m: &Measured) -> anyhow::Result<Vec<ServiceStats>> {
+    procs
+        .iter()
+        .zip(m.cpu.iter().zip(&m.switches))
+        .map(|((p, ready), (cpu, switches))| {
+            let requests = m.wrk.requests.max(1) as f64;
+            Ok(ServiceStats {
+                name: p.name.to_owned(),
+                cpu_us_per_req: cpu.as_secs_f64() * 1e6 / requests,
+                switches_per_req: *switches as f64 / requests,
+                peak_rss_kib: procfs::process_tree(p.pid())
+                    .into_iter()
+                    .map(procfs::peak_rss_kib)
+                    .sum::<anyhow::Result<u64>>()?,
+                start_to_ready: *ready,
+            })
+        })
+        .collect()
+}
+
+async fn floor(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::Result<Scenario> {
+    let (back_port, front_port) = (free_port()?, free_port()?);
+    let (mut back, t) = Proc::spawn(s, "floor-back", dir, &[("PORT", back_port.to_string())])?;
+    let back_ready = wait_ready(&mut back, back_port, t).await?;
+    let (mut front, t) = Proc::spawn(
+        s,
+        "floor-front",
+        dir,
+        &[
+            ("PORT", front_port.to_string()),
+            ("BACK_URL", format!("http://127.0.0.1:{back_port}/")),
+        ],
+    )?;
+    let front_ready = wait_ready(&mut front, front_port, t).await?;
+    let url = format!("http://127.0.0.1:{front_port}/");
+    sanity(&url, "", "foo").await?;
+    println!("floor: floor-front :{front_port} → floor-back :{back_port}; driving wrk…");
+    let target = Target {
+        url: &url,
+        token: "",
+        label: "floor",
+        field: "foo",
+        pids: vec![front.pid(), back.pid()],
+        emu: None,
+    };
+    let m = drive(s, script, ticks, target).await?;
+    let services = stats(&[(&front, front_ready), (&back, back_ready)], &m)?;
+    Ok(Scenario {
+        name: "floor".into(),
+        wrk: m.wrk,
+        services,
+        token_fetches: None,
+        key_fetches: None,
+    })
+}
+
+fn called_env(port: u16, db: &Path, emu: SocketAddr, sa: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PORT", port.to_string()),
+        ("DATABASE_URL", format!("sqlite://{}", db.display())),
+        ("AUTH_MODE", "verify".into()),
+        ("AUTH_AUDIENCES", format!("http://127.0.0.1:{port}")),
+        ("AUTH_ALLOWED_PRINCIPALS", sa.to_owned()),
+        ("AUTH_JWKS_URL", format!("http://{emu}{JWKS_PATH}")),
+    ]
+}
+
+/// Start-to-ready samples of `called` with a fresh SQLite file each.
+async fn called_starts(
+    s: &Settings,
+    dir: &Path,
+    emu: SocketAddr,
+    sa: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut out = Vec::new();
+    for i in 0..s.starts {
+        let port = free_port()?;
+        let db = dir.join(format!("start-{i}.db"));
+        let (mut p, t) = Proc::spawn(s, "called", dir, &called_env(port, &db, emu, sa))?;
+        out.push(wait_ready(&mut p, port, t).await?);
+        p.stop();
+    }
+    Ok(out)
+}
+
+/// The article's Python pair (no authentication), served by gunicorn like Cloud Functions.
+async fn python(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::Result<Scenario> {
+    let bin = s.python_bin.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("the python scenario needs BENCH_PYTHON_BIN (bash bench/run.sh sets it with BENCH_PYTHON=1)")
+    })?;
+    let source = std::env::current_dir()?.join("bench/python/main.py");
+    let gunicorn = |port: u16, target: &str| -> Vec<String> {
+        vec![
+            "--workers".into(),
+            "1".into(),
+            "--threads".into(),
+            "8".into(),
+            "--bind".into(),
+            format!("127.0.0.1:{port}"),
+            format!(
+                "functions_framework:create_app(target={target:?}, source={:?})",
+                source.display().to_string()
+            ),
+        ]
+    };
+    let (back_port, front_port) = (free_port()?, free_port()?);
+    let exe = bin.join("gunicorn");
+    let (mut back, t) = Proc::spawn_program(
+        s,
+        "python-back",
+        &exe,
+        &gunicorn(back_port, "back"),
+        dir,
+        &[],
+    )?;
+    let back_ready = wait_ready(&mut back, back_port, t).await?;
+    let (mut front, t) = Proc::spawn_program(
+        s,
+        "python-front",
+        &exe,
+        &gunicorn(front_port, "front"),
+        dir,
+        &[("BACK_URL", format!("http://127.0.0.1:{back_port}/"))],
+    )?;
+    let front_ready = wait_ready(&mut front, front_port, t).await?;
+    let url = format!("http://127.0.0.1:{front_port}/");
+    sanity(&url, "", "foo").await?;
+    println!("python: gunicorn front :{front_port} → back :{back_port}; driving wrk…");
+    let target = Target {
+        url: &url,
+        token: "",
+        label: "python",
+        field: "foo",
+        pids: vec![front.pid(), back.pid()],
+        emu: None,
+    };
+    let m = drive(s, script, ticks, target).await?;
+    let services = stats(&[(&front, front_ready), (&back, back_ready)], &m)?;
+    Ok(Scenario {
+        name: "python (no auth)".into(),
+        wrk: m.wrk,
+        services,
+        token_fetches: None,
+        key_fetches: None,
+    })
+}
+
+/// `called` alone: `wrk` straight to it with the emulator service account's token.
+async fn called_only(
+    s: &Settings,
+    dir: &Path,
+    script: &Path,
+    emu: &Emulator,
+    emu_addr: SocketAddr,
+    ticks: u64,
+) -> anyhow::Result<Scenario> {
+    let sa = emu.config().service_account.clone();
+    let port = free_port()?;
+    let db = dir.join("called-only.db");
+    let (mut called, t) = Proc::spawn(s, "called", dir, &called_env(port, &db, emu_addr, &sa))?;
+    let ready = wait_ready(&mut called, port, t).await?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let token = emu.mint(
+        &sa,
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_secs(3600),
+    );
+    sanity(&url, &token, "bar").await?;
+    println!(
+        "called alone: called :{port} (SQLite {}); driving wrk…",
+        db.display()
+    );
+    let target = Target {
+        url: &url,
+        token: &token,
+        label: "called",
+        field: "bar",
+        pids: vec![called.pid()],
+        emu: Some(emu),
+    };
+    let m = drive(s, script, ticks, target).await?;
+    let services = stats(&[(&called, ready)], &m)?;
+    Ok(Scenario {
+        name: "called alone".into(),
+        wrk: m.wrk,
+        services,
+        token_fetches: Some(m.token_fetches),
+        key_fetches: Some(m.key_fetches),
+    })
+}
+
+async fn chain(
+    s: &Settings,
+    dir: &Path,
+    script: &Path,
+    emu: &Emulator,
+    emu_addr: SocketAddr,
+    ticks: u64,
+) -> anyhow::Result<Scenario> {
+    let sa = emu.config().service_account.clone();
+    let (called_port, caller_port) = (free_port()?, free_port()?);
+    let db = dir.join("chain.db");
+    let (mut called, t) = Proc::spawn(
+        s,
+        "called",
+        dir,
+        &called_env(called_port, &db, emu_addr, &sa),
+    )?;
+    let called_ready = wait_ready(&mut called, called_port, t).await?;
+    let caller_url = format!("http://127.0.0.1:{caller_port}");
+    let (mut caller, t) = Proc::spawn(
+        s,
+        "caller",
+        dir,
+        &[
+            ("PORT", caller_port.to_string()),
+            ("AUTH_MODE", "verify".into()),
+            ("AUTH_AUDIENCES", caller_url.clone()),
+            ("AUTH_ALLOWED_PRINCIPALS", BENCH_USER.into()),
+            ("AUTH_JWKS_URL", format!("http://{emu_addr}{JWKS_PATH}")),
+            ("CALLED_URL", format!("http://127.0.0.1:{called_port}")),
+            ("TOKEN_SOURCE", "metadata".into()),
+            ("GCE_METADATA_HOST", emu_addr.to_string()),
+        ],
+    )?;
+    let caller_ready = wait_ready(&mut caller, caller_port, t).await?;
+    let token = emu.mint(BENCH_USER, &caller_url, Duration::from_secs(3600));
+    let url = format!("{caller_url}/");
+    sanity(&url, &token, "foo").await?;
+    println!(
+        "chain: caller :{caller_port} → called :{called_port} (SQLite {}), emulator {emu_addr}; driving wrk…",
+        db.display()
+    );
+    let target = Target {
+        url: &url,
+        token: &token,
+        label: "chain",
+        field: "foo",
+        pids: vec![caller.pid(), called.pid()],
+        emu: Some(emu),
+    };
+    let m = drive(s, script, ticks, target).await;
+    let m = m.map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}\ncaller log:\n{}\ncalled log:\n{}",
+            caller.log_tail(),
+            called.log_tail()
+        )
+    })?;
+    let services = stats(&[(&caller, caller_ready), (&called, called_ready)], &m)?;
+    Ok(Scenario {
+        name: "chain".into(),
+        wrk: m.wrk,
+        services,
+        token_fetches: Some(m.token_fetches),
+        key_fetches: Some(m.key_fetches),
+    })
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, m)| m.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    format!("{date} · {cpus} CPUs ({model})")
+}
+
+async fn run(s: Settings) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("invoker-bench-")
+        .tempdir()?;
+    let script = dir.path().join("post.lua");
+    std::fs::write(&script, wrk::SCRIPT)?;
+    let ticks = procfs::ticks_per_sec();
+    let machine = machine();
+    println!(
+        "invoker bench · {machine}\nwrk -t{} -c{} -d{}s (after {}s warm-up) · services log {} at {} into {}",
+        s.load.threads,
+        s.load.connections,
+        s.load.duration.as_secs(),
+        s.warmup.as_secs(),
+        s.log_format,
+        s.rust_log,
+        dir.path().display()
+    );
+
+    let emu = Emulator::new(EmulatorConfig::default());
+    let (emu_addr, _server) = emu
+        .clone()
+        .spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await?;
+    let sa = emu.config().service_account.clone();
+
+    let starts = called_starts(&s, dir.path(), emu_addr, &sa).await?;
+    let mut scenarios = Vec::new();
+    for name in &s.scenarios {
+        let sc = match name.as_str() {
+            "chain" => chain(&s, dir.path(), &script, &emu, emu_addr, ticks).await?,
+            "floor" => floor(&s, dir.path(), &script, ticks).await?,
+            "called" => called_only(&s, dir.path(), &script, &emu, emu_addr, ticks).await?,
+            "python" => python(&s, dir.path(), &script, ticks).await?,
+            other => {
+                anyhow::bail!(
+                    "BENCH_SCENARIOS: unknown scenario {other:?} (chain, floor, called, python)"
+                )
+            }
+        };
+        scenarios.push(sc);
+    }
+
+    println!(
+        "\n## Throughput and latency\n\n{}",
+        report::scenario_table(&scenarios)
+    );
+    println!("## Per process\n\n{}", report::service_table(&scenarios));
+    let find = |n: &str| scenarios.iter().find(|sc| sc.name == n);
+    if let (Some(chain), Some(floor)) = (find("chain"), find("floor")) {
+        println!(
+            "chain/floor: throughput {:.0} %, p50 {:.2} ×, p99 {:.2} ×, CPU per request {:.2} ×\n",
+            100.0 * chain.wrk.throughput() / floor.wrk.throughput().max(f64::MIN_POSITIVE),
+            chain.wrk.p50_us as f64 / floor.wrk.p50_us.max(1) as f64,
+            chain.wrk.p99_us as f64 / floor.wrk.p99_us.max(1) as f64,
+            chain.cpu_us_per_req() / floor.cpu_us_per_req().max(f64::MIN_POSITIVE),
+        );
+        println!(
+            "## Targets (issue 6)\n\n{}",
+            report::verdict_table(&report::verdicts(chain, floor, &starts))
+        );
+    }
+    if let (Some(chain), Some(py)) = (find("chain"), find("python (no auth)")) {
+        println!(
+            "chain/python: throughput {:.1} × (issue 6 target: ≥ 40 × the article's pair; this Python pair neither authenticates nor stores, so it is an upper bound for Python)\n",
+            chain.wrk.throughput() / py.wrk.throughput().max(f64::MIN_POSITIVE)
+        );
+    }
+    let sizes: Vec<BinarySize> = [
+        "caller",
+        "called",
+        "metadata-emulator",
+        "local",
+        "floor-front",
+        "floor-back",
+    ]
+    .into_iter()
+    .map(|name| BinarySize {
+        name: name.to_owned(),
+        bytes: std::fs::metadata(s.bin_dir.join(name))
+            .ok()
+            .map(|m| m.len()),
+    })
+    .collect();
+    println!("## Release binaries\n\n{}", report::size_table(&sizes));
+    println!(
+        "emulator totals for the whole run: {} identity-token fetches, {} key-set fetches\n",
+        emu.identity_requests(),
+        emu.jwks_requests()
+    );
+
+    let bars: Vec<Bar> = scenarios
+        .iter()
+        .map(|sc| Bar {
+            name: sc.name.clone(),
+            throughput: sc.wrk.throughput(),
+            p50_ms: sc.wrk.p50_us as f64 / 1000.0,
+            p99_ms: sc.wrk.p99_us as f64 / 1000.0,
+        })
+        .collect();
+    let subtitle = format!(
+        "{machine} · wrk -t{} -c{} -d{}s",
+        s.load.threads,
+        s.load.connections,
+        s.load.duration.as_secs()
+    );
+    std::fs::write(&s.svg, chart::render(&bars, &subtitle))
+        .with_context(|| format!("cannot write {}", s.svg.display()))?;
+    println!("chart written to {}", s.svg.display());
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let s = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bench-harness: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // Interrupted or failed: returning drops every `Proc`, which stops what was started.
+    let outcome = tokio::select! {
+        r = run(s) => r,
+        _ = shared::shutdown::signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-harness: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Tokens never reach the logs: the real `called` binary at `RUST_LOG=trace` with Cloud Logging
+//! JSON, fed valid, forged, expired, misdirected and unauthorised tokens; every captured line
+//! of stdout and stderr is searched for any part of any of them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Emu, called_verifying, sqlite_store};
+use crate::proc::{Proc, free_port};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// The parts of a JWT that identify it: payload and signature (the header is shared by every
+/// token of a key, and is covered by the `eyJ` check).
+pub fn secret_parts(token: &str) -> Vec<String> {
+    token
+        .split('.')
+        .skip(1)
+        .filter(|p| p.len() >= 16)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn called_never_logs_a_token_even_at_trace_level() {
+    let emu = Emu::start().await;
+    let (database_url, _dir) = sqlite_store();
+    let port = free_port();
+    let audience = format!("http://127.0.0.1:{port}");
+    let spec = called_verifying(&emu, port, &database_url)
+        .with("RUST_LOG", "trace")
+        .with("LOG_FORMAT", "json")
+        .capture();
+    let mut called = Proc::start(&spec, port).await;
+    let sa = emu.sa();
+    let good = emu.sa_token(&audience);
+    let claims = |exp: u64, iat: u64| {
+        json!({"iss": "https://accounts.google.com", "aud": audience, "sub": "1", "email": sa,
+               "email_verified": true, "iat": iat, "exp": exp})
+    };
+    let expired = emu.emulator.mint_with(claims(now() - 4000, now() - 7600));
+    let wrong_audience =
+        emu.emulator
+            .mint(&sa, "https://elsewhere.example", Duration::from_secs(600));
+    let intruder = emu
+        .emulator
+        .mint("intruder@example.com", &audience, Duration::from_secs(600));
+    let mut tampered = good.clone();
+    let last = tampered.pop().expect("non-empty");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let tokens = [&good, &expired, &wrong_audience, &intruder, &tampered];
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let base = &called.base;
+    let post = |token: &str, header: &'static str| {
+        client
+            .post(format!("{base}/"))
+            .header(header, format!("Bearer {token}"))
+            .header("idempotency-key", "log-test")
+            .json(&json!({"bar": "hello"}))
+            .send()
+    };
+    let res = post(&good, "authorization").await.expect("post");
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let res = post(&good, "authorization").await.expect("replay");
+    assert_eq!(res.status(), 201);
+    for (path, status) in [
+        (format!("/entities/{id}"), 200),
+        ("/entities?limit=5".to_owned(), 200),
+        (format!("/entities?limit=5&access_token={good}"), 200),
+    ] {
+        let res = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&good)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status(), status, "{path}");
+    }
+    for (token, status) in [
+        (&expired, 401),
+        (&wrong_audience, 401),
+        (&tampered, 401),
+        (&intruder, 403),
+    ] {
+        assert_eq!(
+            post(token, "authorization").await.expect("post").status(),
+            status
+        );
+    }
+    // Verify mode ignores X-Serverless-Authorization: no credentials.
+    assert_eq!(
+        post(&good, "x-serverless-authorization")
+            .await
+            .expect("post")
+            .status(),
+        401
+    );
+    // A malformed body with a valid token: the 400 path.
+    let res = client
+        .post(format!("{base}/"))
+        .bearer_auth(&good)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 400);
+
+    called.sigterm().await;
+    let (exit, _) = called.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(exit.code(), Some(0));
+    let lines = called.into_logs().await;
+    assert_no_tokens("called", &lines, &tokens.map(String::as_str));
+}
+
+/// Asserts the capture is real (JSON, trace level, request logs of both outcomes) and that no
+/// line holds a JWT or a distinguishing part of any of `tokens`.
+pub fn assert_no_tokens(service: &str, lines: &[String], tokens: &[&str]) {
+    assert!(
+        lines.len() >= 20,
+        "{service}: only {} lines captured",
+        lines.len()
+    );
+    let mut statuses = Vec::new();
+    let mut debug_lines = 0;
+    for line in lines {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{service}: not a JSON log line ({e}): {line}"));
+        assert!(v["severity"].is_string(), "{service}: {line}");
+        if v["severity"] == "DEBUG" {
+            debug_lines += 1;
+        }
+        if let Some(s) = v["httpRequest"]["status"].as_u64() {
+            statuses.push(s);
+        }
+    }
+    assert!(
+        debug_lines > 0,
+        "{service}: RUST_LOG=trace produced DEBUG lines"
+    );
+    for s in [201, 401] {
+        assert!(
+            statuses.contains(&s),
+            "{service}: the access log has a {s} ({statuses:?})"
+        );
+    }
+    for line in lines {
+        assert!(
+            !line.contains("eyJ"),
+            "{service}: a log line holds something shaped like a JWT: {line}"
+        );
+        for token in tokens {
+            for part in secret_parts(token) {
+                assert!(
+                    !line.contains(&part),
+                    "{service}: a log line holds part of a token: {line}"
+                );
+            }
+        }
+    }
+    crate::loud(&format!(
+        "{service} at RUST_LOG=trace: {} log lines ({debug_lines} DEBUG), no token in any",
+        lines.len()
+    ));
+}

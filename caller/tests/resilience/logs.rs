@@ -1,0 +1,144 @@
+//! Tokens never reach the logs: the real `caller` binary at `RUST_LOG=trace` with Cloud Logging
+//! JSON. It fetches an ID token from the emulator and forwards it; clients send valid, forged,
+//! expired, misdirected and unauthorised tokens. No captured line holds any JWT.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Emu, USER, caller_spec, spawn_called};
+use crate::proc::{Proc, free_port};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_never_logs_a_token_even_at_trace_level() {
+    let emu = Emu::start().await;
+    let called = spawn_called(&emu).await;
+    let port = free_port();
+    let spec = caller_spec(&emu, port, &called.base)
+        .with("RUST_LOG", "trace")
+        .with("LOG_FORMAT", "json")
+        .capture();
+    let mut caller = Proc::start(&spec, port).await;
+    let audience = caller.base.clone();
+    let good = emu.user_token(&audience);
+    let expired = emu.emulator.mint_with(json!({
+        "iss": "https://accounts.google.com", "aud": audience, "sub": "1", "email": USER,
+        "email_verified": true, "iat": now() - 7600, "exp": now() - 4000}));
+    let wrong_audience = emu.user_token("https://elsewhere.example");
+    let intruder = emu
+        .emulator
+        .mint("intruder@example.com", &audience, Duration::from_secs(600));
+    let mut tampered = good.clone();
+    let last = tampered.pop().expect("non-empty");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // What caller forwards is minted by the emulator for called; any JWT is caught by `eyJ`.
+    let tokens = [&good, &expired, &wrong_audience, &intruder, &tampered];
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    let base = &caller.base;
+    let post = |token: &str, key: &str| {
+        client
+            .post(format!("{base}/"))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .header("cookie", format!("session={token}"))
+            .json(&json!({"foo": "hello"}))
+            .send()
+    };
+    let res = post(&good, "log-1").await.expect("post");
+    assert_eq!(res.status(), 201);
+    let entity: Value = res.json().await.expect("json");
+    assert_eq!(entity["caller"], emu.sa().as_str());
+    assert_eq!(post(&good, "log-1").await.expect("replay").status(), 201);
+    assert_eq!(post(&good, "log-2").await.expect("post").status(), 201);
+    for (token, status) in [
+        (&expired, 401),
+        (&wrong_audience, 401),
+        (&tampered, 401),
+        (&intruder, 403),
+    ] {
+        assert_eq!(post(token, "log-3").await.expect("post").status(), status);
+    }
+    // A body error with a valid token, and a token sent where it does not belong.
+    let res = client
+        .post(format!("{base}/"))
+        .bearer_auth(&good)
+        .json(&json!({"bar": "not allowed here"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 400);
+    let res = client
+        .get(format!("{base}/health/ready?access_token={good}"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(res.status(), 200);
+
+    caller.sigterm().await;
+    let (exit, _) = caller.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(exit.code(), Some(0));
+    let lines = caller.into_logs().await;
+    assert_no_tokens("caller", &lines, &tokens.map(String::as_str));
+}
+
+/// Asserts the capture is real (JSON, trace level, request logs of both outcomes) and that no
+/// line holds a JWT or a distinguishing part of any of `tokens`.
+fn assert_no_tokens(service: &str, lines: &[String], tokens: &[&str]) {
+    assert!(
+        lines.len() >= 20,
+        "{service}: only {} lines captured",
+        lines.len()
+    );
+    let mut statuses = Vec::new();
+    let mut debug_lines = 0;
+    for line in lines {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{service}: not a JSON log line ({e}): {line}"));
+        assert!(v["severity"].is_string(), "{service}: {line}");
+        if v["severity"] == "DEBUG" {
+            debug_lines += 1;
+        }
+        if let Some(s) = v["httpRequest"]["status"].as_u64() {
+            statuses.push(s);
+        }
+    }
+    assert!(
+        debug_lines > 0,
+        "{service}: RUST_LOG=trace produced DEBUG lines"
+    );
+    for s in [201, 401] {
+        assert!(
+            statuses.contains(&s),
+            "{service}: the access log has a {s} ({statuses:?})"
+        );
+    }
+    for line in lines {
+        assert!(
+            !line.contains("eyJ"),
+            "{service}: a log line holds something shaped like a JWT: {line}"
+        );
+        for token in tokens {
+            for part in token.split('.').skip(1).filter(|p| p.len() >= 16) {
+                assert!(
+                    !line.contains(part),
+                    "{service}: a log line holds part of a token: {line}"
+                );
+            }
+        }
+    }
+    crate::loud(&format!(
+        "{service} at RUST_LOG=trace: {} log lines ({debug_lines} DEBUG), no token in any",
+        lines.len()
+    ));
+}

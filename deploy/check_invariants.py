@@ -1,0 +1,627 @@
+#!/usr/bin/env python3
+"""Security and wiring invariants of terraform/, as tests.
+
+Structural checks parse the HCL (python-hcl2); semantic checks evaluate variables.tf and
+locals.tf with `terraform console` (offline: those two files need no provider) for several
+settings and feed the validation blocks good and bad values.
+
+Usage:
+  check_invariants.py [FOLDER]            every check must pass (default: terraform/)
+  check_invariants.py --expect-fail DIR   negative self-test: every check must FAIL on DIR
+                                          (deploy/fixtures/bad), proving each can fail
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tfparse import Block, Config, blocks, literal, load_dir, resolve_locals, text, walk_strings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC = ("allUsers", "allAuthenticatedUsers")
+OPT_IN = "var.allow_unauthenticated_caller"
+GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
+
+CHECKS: list[tuple[str, str, Callable[[Config], list[str]]]] = []
+
+
+def check(name: str, what: str):
+    def deco(fn):
+        CHECKS.append((name, what, fn))
+        return fn
+    return deco
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+def service(cfg: Config, name: str) -> Block | None:
+    for r in cfg.resources_of("google_cloud_run_v2_service"):
+        if r.name == name:
+            return r
+    return None
+
+
+def containers(svc: Block) -> list[dict]:
+    out = []
+    for t in blocks(svc.body, "template"):
+        out += blocks(t, "containers")
+    return out
+
+
+def envs(svc: Block) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for c in containers(svc):
+        for e in blocks(c, "env"):
+            out[str(literal(e.get("name")))] = e
+    return out
+
+
+def env_text(cfg: Config, svc: Block | None, name: str) -> str | None:
+    """The env var's value as expression text with locals resolved (None if absent)."""
+    if svc is None:
+        return None
+    e = envs(svc).get(name)
+    if e is None or "value" not in e:
+        return None
+    return resolved(cfg, e["value"])
+
+
+def resolved(cfg: Config, value) -> str:
+    return norm_parens(resolve_locals(text(value), cfg.locals))
+
+
+def norm_parens(s: str) -> str:
+    """Drop whitespace and parentheses that wrap a whole (sub)expression of one operand."""
+    s = re.sub(r"\s+", "", s)
+    prev = None
+    while prev != s:
+        prev = s
+        s = re.sub(r"\(([\w.\"\[\]]+)\)", r"\1", s)  # (var.x) -> var.x
+        if s.startswith("(") and s.endswith(")") and balanced(s[1:-1]):
+            s = s[1:-1]
+    return s
+
+
+def balanced(s: str) -> bool:
+    d = 0
+    for c in s:
+        d += c == "("
+        d -= c == ")"
+        if d < 0:
+            return False
+    return d == 0
+
+
+def attr(body: dict, *path: str):
+    """body.a[0].b[0].c ... for nested blocks, the last element an argument."""
+    cur = body
+    for p in path[:-1]:
+        bl = blocks(cur, p)
+        if not bl:
+            return None
+        cur = bl[0]
+    return cur.get(path[-1])
+
+
+def sa_of(svc: Block) -> str | None:
+    v = attr(svc.body, "template", "service_account")
+    if v is None:
+        return None
+    m = re.fullmatch(r"google_service_account\.(\w+)\.email", text(v))
+    return m.group(1) if m else text(v)
+
+
+def member_sa(value) -> str | None:
+    """google_service_account NAME when the member is that account, else None."""
+    t = text(value)
+    m = re.fullmatch(r"google_service_account\.(\w+)\.member", t) or re.fullmatch(
+        r'"serviceAccount:\$\{google_service_account\.(\w+)\.email\}"', t)
+    return m.group(1) if m else None
+
+
+def iam_resources(cfg: Config, target: str) -> list[Block]:
+    """IAM resources whose service/name refers to google_cloud_run_v2_service.TARGET."""
+    out = []
+    for r in cfg.resources:
+        if not re.fullmatch(r"google_cloud_run(_v2)?_service_iam_(member|binding|policy)", r.type):
+            continue
+        ref = text(r.body.get("name", r.body.get("service", "")))
+        if re.search(rf"google_cloud_run(_v2)?_service\.{target}\.", ref):
+            out.append(r)
+    return out
+
+
+# ---- structural checks -----------------------------------------------------------------
+
+@check("public-access-opt-in",
+       "allUsers/allAuthenticatedUsers appear only in a resource gated by var.allow_unauthenticated_caller "
+       "(default false) that targets the caller")
+def public_access(cfg: Config) -> list[str]:
+    errs = []
+    v = cfg.variables.get("allow_unauthenticated_caller")
+    if v is None:
+        errs.append("variable allow_unauthenticated_caller is missing")
+    elif v.body.get("default") is not False:
+        errs.append(f"variable allow_unauthenticated_caller must default to false, is {v.body.get('default')!r}")
+    places: list[tuple[str, object, Block | None]] = []
+    places += [(r.address, r.body, r) for r in cfg.resources + cfg.data]
+    places += [(f"local.{k}", x, None) for k, x in cfg.locals.items()]
+    places += [(f"output.{k}", o.body, None) for k, o in cfg.outputs.items()]
+    places += [(f"var.{k}.default", b.body.get("default"), None) for k, b in cfg.variables.items()]
+    for where, body, res in places:
+        for path, s in walk_strings(body):
+            if not any(p in s for p in PUBLIC):
+                continue
+            if res is None:
+                errs.append(f"{where}{path}: {s} outside any resource gated by {OPT_IN}")
+                continue
+            gate = text(res.body.get("count", "")) + text(res.body.get("for_each", ""))
+            if OPT_IN not in gate:
+                errs.append(f"{where}{path}: {s} in a resource whose count/for_each does not depend on {OPT_IN}")
+            elif not re.search(r"google_cloud_run_v2_service\.caller\.", text(res.body.get("name", ""))):
+                errs.append(f"{where}: the public grant must target the caller service only")
+    return errs
+
+
+@check("caller-private-by-default",
+       "the caller keeps the IAM invoker check, is invoked by var.caller_invokers, runs AUTH_MODE=platform "
+       "unless opened, then verify")
+def caller_private(cfg: Config) -> list[str]:
+    errs = []
+    svc = service(cfg, "caller")
+    if svc is None:
+        return ["google_cloud_run_v2_service.caller is missing"]
+    dis = svc.body.get("invoker_iam_disabled")
+    if dis is not None and dis is not False:
+        errs.append(f"caller sets invoker_iam_disabled = {text(dis)}: it must keep the IAM check")
+    mode = env_text(cfg, svc, "AUTH_MODE")
+    want = f'{OPT_IN}?"verify":"platform"'
+    if mode != want:
+        errs.append(f"caller AUTH_MODE resolves to {mode!r}, want {want!r} (platform behind IAM, verify when public)")
+    grants = [r for r in iam_resources(cfg, "caller") if "count" not in r.body]
+    if not grants:
+        errs.append("no run.invoker grant on the caller for var.caller_invokers")
+    for r in grants:
+        fe, member = text(r.body.get("for_each", "")), text(r.body.get("member", ""))
+        if "var.caller_invokers" not in fe or member != "each.value":
+            errs.append(f"{r.address}: ungated caller grant must be for_each = var.caller_invokers, member = each.value "
+                        f"(has for_each={fe!r}, member={member!r})")
+    return errs
+
+
+@check("called-invoker-only-caller",
+       "exactly one IAM grant on called: roles/run.invoker to the caller's service account; no project-wide invoker role")
+def called_invoker(cfg: Config) -> list[str]:
+    errs = []
+    grants = iam_resources(cfg, "called")
+    if len(grants) != 1:
+        errs.append(f"want exactly 1 IAM resource on called, found {len(grants)}: {[g.address for g in grants]}")
+    for g in grants:
+        if not g.type.endswith("_iam_member"):
+            errs.append(f"{g.address}: use an _iam_member (bindings/policies can add or drop others)")
+        if literal(g.body.get("role")) != "roles/run.invoker":
+            errs.append(f"{g.address}: role {text(g.body.get('role'))}, want roles/run.invoker")
+        if member_sa(g.body.get("member")) != "caller":
+            errs.append(f"{g.address}: member {text(g.body.get('member'))} is not the caller's service account")
+        if "count" in g.body or "for_each" in g.body:
+            errs.append(f"{g.address}: must not be repeated with count/for_each")
+    for r in cfg.resources:
+        if r.type.startswith("google_project_iam_") or r.type.startswith("google_cloud_run_v2_service_iam"):
+            roles = text(r.body.get("role", "")) + text(r.body.get("for_each", ""))
+            if r.type.startswith("google_project_iam_") and re.search(r"roles/(run\.invoker|run\.admin|owner|editor)\b", roles):
+                errs.append(f"{r.address}: project-wide {roles} would let other principals invoke called")
+    return errs
+
+
+@check("own-service-accounts",
+       "each service runs as its own service account; only called's may read the DB secret and use Cloud SQL")
+def own_accounts(cfg: Config) -> list[str]:
+    errs = []
+    seen: dict[str, str] = {}
+    for svc in cfg.resources_of("google_cloud_run_v2_service"):
+        sa = sa_of(svc)
+        if sa is None:
+            errs.append(f"{svc.address}: template.service_account is not set (it would run as the Compute default account)")
+            continue
+        if not re.fullmatch(r"\w+", sa) or ("resource", sa) and not any(
+                r.type == "google_service_account" and r.name == sa for r in cfg.resources):
+            errs.append(f"{svc.address}: service_account {sa} is not a google_service_account of this configuration")
+        if sa in seen:
+            errs.append(f"{svc.address} and {seen[sa]} share the service account {sa}")
+        seen[sa] = svc.address
+    called = service(cfg, "called")
+    called_sa = sa_of(called) if called else None
+    for r in cfg.resources:
+        role = text(r.body.get("role", "")) + " " + text(r.body.get("for_each", ""))
+        if re.search(r"roles/(secretmanager\.secretAccessor|cloudsql\.(client|admin|editor))", role):
+            who = member_sa(r.body.get("member"))
+            if who is None or who != called_sa:
+                errs.append(f"{r.address}: {role.strip()} granted to {text(r.body.get('member'))}, only called's account may have it")
+    if called_sa is None:
+        errs.append("called service account unknown")
+    return errs
+
+
+@check("called-auth-mode-matches-iam",
+       "called's AUTH_MODE is (its invoker_iam_disabled expression) ? \"verify\" : \"platform\"")
+def called_auth_mode(cfg: Config) -> list[str]:
+    svc = service(cfg, "called")
+    if svc is None:
+        return ["google_cloud_run_v2_service.called is missing"]
+    iam = resolved(cfg, svc.body.get("invoker_iam_disabled", False))
+    mode = env_text(cfg, svc, "AUTH_MODE")
+    want = f'{iam}?"verify":"platform"'
+    if iam in ("true", "false"):
+        want = '"verify"' if iam == "true" else '"platform"'
+        if mode in (want, want.strip('"')):
+            return []
+    if mode != want:
+        return [f"called AUTH_MODE resolves to {mode!r} but invoker_iam_disabled is {iam!r}: want {want!r}"]
+    if "var." not in iam:
+        return [f"called invoker_iam_disabled {iam!r} should come from a variable"]
+    return []
+
+
+@check("no-plain-secrets",
+       "secrets reach containers only through value_source.secret_key_ref; no password in env values or outputs")
+def no_plain_secrets(cfg: Config) -> list[str]:
+    errs = []
+    secretish = re.compile(r"(DATABASE_URL|PASSWORD|SECRET|TOKEN$|PRIVATE_KEY|CREDENTIALS)")
+    leaky = re.compile(r"random_password\.|\.secret_data\b|google_sql_user\.\w+\.password|data\.google_secret_manager_secret_version")
+    for svc in cfg.resources_of("google_cloud_run_v2_service"):
+        for name, e in envs(svc).items():
+            if "value" in e:
+                t = resolved(cfg, e["value"])
+                if secretish.search(name):
+                    errs.append(f"{svc.address}: env {name} has a plain value; use value_source.secret_key_ref")
+                if leaky.search(t):
+                    errs.append(f"{svc.address}: env {name} value {t} carries a secret")
+            elif not attr(e, "value_source", "secret_key_ref", "secret"):
+                errs.append(f"{svc.address}: env {name} has neither value nor value_source.secret_key_ref")
+    called = service(cfg, "called")
+    if called is not None:
+        db = envs(called).get("DATABASE_URL")
+        if db is None or not attr(db, "value_source", "secret_key_ref", "secret"):
+            errs.append("called: DATABASE_URL must come from value_source.secret_key_ref")
+    for u in cfg.resources_of("google_sql_user"):
+        if literal(u.body.get("password")) is not None:
+            errs.append(f"{u.address}: literal password in the configuration")
+    for n, o in cfg.outputs.items():
+        t = resolve_locals(text(o.body.get("value")), cfg.locals)
+        if leaky.search(t) and o.body.get("sensitive") is not True:
+            errs.append(f"output.{n} exposes a secret without sensitive = true")
+    return errs
+
+
+@check("deletion-protection-variable",
+       "Cloud Run services and the Cloud SQL instance take deletion_protection from var.deletion_protection")
+def deletion_protection(cfg: Config) -> list[str]:
+    errs = []
+    v = cfg.variables.get("deletion_protection")
+    if v is None or text(v.body.get("type")) != "bool":
+        errs.append("variable deletion_protection (bool) is missing")
+    targets = cfg.resources_of("google_cloud_run_v2_service") + cfg.resources_of("google_sql_database_instance")
+    if not targets:
+        errs.append("no services or database instance found")
+    for r in targets:
+        if text(r.body.get("deletion_protection")) != "var.deletion_protection":
+            errs.append(f"{r.address}: deletion_protection = {text(r.body.get('deletion_protection'))}, "
+                        f"want var.deletion_protection")
+    for r in cfg.resources_of("google_sql_database_instance"):
+        if text(attr(r.body, "settings", "deletion_protection_enabled")) != "var.deletion_protection":
+            errs.append(f"{r.address}: settings.deletion_protection_enabled should be var.deletion_protection")
+    return errs
+
+
+@check("variables-documented",
+       "every variable has a description and a type; every non-bool variable has a validation block")
+def variables_documented(cfg: Config) -> list[str]:
+    errs = []
+    for n, v in cfg.variables.items():
+        desc = literal(v.body.get("description"))
+        if not desc or len(desc) < 20:
+            errs.append(f"var.{n}: description missing or too short")
+        t = text(v.body.get("type"))
+        if t == "None":
+            errs.append(f"var.{n}: no type")
+        elif t != "bool" and not blocks(v.body, "validation"):
+            errs.append(f"var.{n}: no validation block")
+    return errs
+
+
+@check("cloudsql-wiring",
+       "called mounts the Cloud SQL instance at /cloudsql, its DATABASE_URL uses that socket; caller has no DB access")
+def cloudsql(cfg: Config) -> list[str]:
+    errs = []
+    called = service(cfg, "called")
+    if called is None:
+        return ["called service missing"]
+    vols = {}
+    for t in blocks(called.body, "template"):
+        for v in blocks(t, "volumes"):
+            inst = attr(v, "cloud_sql_instance", "instances")
+            if inst is not None:
+                vols[literal(v.get("name"))] = text(inst)
+    if not vols or not all(re.search(r"google_sql_database_instance\.\w+\.connection_name", x) for x in vols.values()):
+        errs.append(f"called: no cloud_sql_instance volume with the instance's connection_name ({vols})")
+    mounts = {literal(m.get("name")): literal(m.get("mount_path")) for c in containers(called) for m in blocks(c, "volume_mounts")}
+    if not any(mounts.get(n) == "/cloudsql" for n in vols):
+        errs.append(f"called: the Cloud SQL volume must be mounted at /cloudsql (mounts: {mounts})")
+    for sv in cfg.resources_of("google_secret_manager_secret_version"):
+        data = text(sv.body.get("secret_data"))
+        if "host=/cloudsql/${google_sql_database_instance." not in data or "random_password." not in data:
+            errs.append(f"{sv.address}: secret_data should be postgres://USER:${{random_password...}}@localhost/DB?host=/cloudsql/${{...connection_name}}")
+    caller = service(cfg, "caller")
+    if caller is not None:
+        for t in blocks(caller.body, "template"):
+            if any(attr(v, "cloud_sql_instance", "instances") is not None for v in blocks(t, "volumes")):
+                errs.append("caller must not mount Cloud SQL")
+    return errs
+
+
+@check("probes-and-port",
+       "each container listens on 8080 and has startup and liveness probes on /health/*; called starts on /health/ready")
+def probes(cfg: Config) -> list[str]:
+    errs = []
+    svcs = cfg.resources_of("google_cloud_run_v2_service")
+    if not svcs:
+        return ["no services"]
+    for svc in svcs:
+        for c in containers(svc):
+            for p in blocks(c, "ports"):
+                if p.get("container_port") != 8080:
+                    errs.append(f"{svc.address}: container_port {p.get('container_port')}, the image listens on 8080")
+            for probe in ("startup_probe", "liveness_probe"):
+                path = literal(attr(c, probe, "http_get", "path") or "")
+                if not path or not path.startswith("/health/"):
+                    errs.append(f"{svc.address}: {probe} must be an http_get on /health/... (has {path!r})")
+            if svc.name == "called" and literal(attr(c, "startup_probe", "http_get", "path") or "") != "/health/ready":
+                errs.append("called: startup_probe should be /health/ready (store reachable)")
+            for name in envs(svc):
+                if name == "PORT" or name.startswith("K_"):
+                    errs.append(f"{svc.address}: env {name} is reserved: Cloud Run sets it")
+    return errs
+
+
+@check("audiences-and-principals-consistent",
+       "caller asks for the audience called accepts (also a custom audience of called), called allows exactly "
+       "the caller's account, caller uses the metadata server and called's uri")
+def audiences(cfg: Config) -> list[str]:
+    errs = []
+    called, caller = service(cfg, "called"), service(cfg, "caller")
+    if called is None or caller is None:
+        return ["caller or called service missing"]
+    accepts = env_text(cfg, called, "AUTH_AUDIENCES")
+    asks = env_text(cfg, caller, "CALLED_AUDIENCE")
+    if not accepts or accepts != asks:
+        errs.append(f"called AUTH_AUDIENCES {accepts!r} != caller CALLED_AUDIENCE {asks!r}")
+    custom = resolved(cfg, called.body.get("custom_audiences", []))
+    if accepts and accepts not in custom:
+        errs.append(f"called custom_audiences {custom!r} should contain its AUTH_AUDIENCES {accepts!r}")
+    if env_text(cfg, called, "AUTH_ALLOWED_PRINCIPALS") != "google_service_account.caller.email":
+        errs.append(f"called AUTH_ALLOWED_PRINCIPALS is {env_text(cfg, called, 'AUTH_ALLOWED_PRINCIPALS')!r}, "
+                    "want google_service_account.caller.email")
+    if env_text(cfg, caller, "TOKEN_SOURCE") != '"metadata"':
+        errs.append(f"caller TOKEN_SOURCE is {env_text(cfg, caller, 'TOKEN_SOURCE')!r}, want \"metadata\"")
+    if env_text(cfg, caller, "CALLED_URL") != "google_cloud_run_v2_service.called.uri":
+        errs.append(f"caller CALLED_URL is {env_text(cfg, caller, 'CALLED_URL')!r}")
+    allowed = env_text(cfg, caller, "AUTH_ALLOWED_PRINCIPALS") or ""
+    if "var.caller_invokers" not in allowed:
+        errs.append("caller AUTH_ALLOWED_PRINCIPALS must be derived from var.caller_invokers")
+    for svc in (called, caller):
+        if "GOOGLE_CLOUD_PROJECT" not in envs(svc):
+            errs.append(f"{svc.address}: GOOGLE_CLOUD_PROJECT (trace ids in logs) is not set")
+    return errs
+
+
+# ---- semantic checks with `terraform console` ------------------------------------------
+
+BASE_VARS = {
+    "project_id": "my-project-123",  # -var takes strings raw, other types as HCL
+    "caller_invokers": '["user:alice@example.com","serviceAccount:ci@my-project-123.iam.gserviceaccount.com","domain:example.org"]',
+}
+PROJECT_NUMBER = "123456789012"
+PROBE = ("jsonencode({called_auth_mode = local.called_auth_mode, called_iam_disabled = local.called_invoker_iam_disabled,"
+         " caller_auth_mode = local.caller_auth_mode, caller_allowed = local.caller_allowed_principals,"
+         " called_audience = local.called_audience, caller_audience = local.caller_audience,"
+         " caller_audiences = local.caller_audiences, caller_image = local.caller_image, called_image = local.called_image})")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Console:
+    def __init__(self, folder: Path):
+        self.dir = Path(tempfile.mkdtemp(prefix="tfconsole-"))
+        for f in ("variables.tf", "locals.tf"):
+            if (folder / f).exists():
+                shutil.copy(folder / f, self.dir / f)
+        (self.dir / "stub_project_number.tf").write_text(
+            f'locals {{\n  project_number = "{PROJECT_NUMBER}" # data.google_project.this.number in main.tf\n}}\n')
+        self.folder = folder
+
+    def run(self, expr: str, variables: dict[str, str], var_file: Path | None = None) -> tuple[str, str]:
+        # a state file of its own per call: console locks it, and calls run in parallel
+        state = self.dir / f"state-{uuid.uuid4().hex}.tfstate"
+        args = ["terraform", "console", f"-state={state}"] + [f"-var={k}={v}" for k, v in variables.items()]
+        if var_file is not None:
+            args.append(f"-var-file={var_file.resolve()}")
+        env = dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1")
+        p = subprocess.run(args, input=expr + "\n", cwd=self.dir, env=env, capture_output=True, text=True, timeout=120)
+        return ANSI.sub("", p.stdout).strip(), ANSI.sub("", p.stderr)
+
+    def values(self, variables: dict[str, str]) -> tuple[dict | None, str]:
+        out, err = self.run(PROBE, variables)
+        if "Error" in err or not out:
+            return None, err.strip()[:400]
+        try:
+            return json.loads(json.loads(out)), ""
+        except Exception as e:  # noqa: BLE001
+            return None, f"cannot read console output {out[:200]!r}: {e}"
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def semantic_checks(folder: Path) -> list[tuple[str, str, list[str]]]:
+    if shutil.which("terraform") is None:
+        if os.environ.get("DEPLOY_NO_TERRAFORM") == "1":  # set by check.sh, which says SKIPPED loudly
+            print("*** SKIPPED: the terraform console checks: terraform is not on PATH ***")
+            return []
+        return [("terraform-console", "terraform not on PATH", ["terraform is not installed"])]
+    con = Console(folder)
+    try:
+        return _semantic(con, folder)
+    finally:
+        con.close()
+
+
+def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
+    results = []
+    cases = {
+        "default": {},
+        "called_iam_off": {"called_invoker_iam_disabled": "true"},
+        "caller_public": {"allow_unauthenticated_caller": "true"},
+    }
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = dict(zip(cases, pool.map(lambda c: con.values({**BASE_VARS, **c}), cases.values())))
+
+    # 1. the auth modes follow the IAM settings
+    errs = []
+    for case, (vals, err) in got.items():
+        if vals is None:
+            errs.append(f"{case}: locals could not be evaluated: {err}")
+    if not errs:
+        d, off, pub = got["default"][0], got["called_iam_off"][0], got["caller_public"][0]
+        expect = [
+            ("default", d["called_iam_disabled"], False), ("default", d["called_auth_mode"], "platform"),
+            ("default", d["caller_auth_mode"], "platform"),
+            ("called_invoker_iam_disabled=true", off["called_iam_disabled"], True),
+            ("called_invoker_iam_disabled=true", off["called_auth_mode"], "verify"),
+            ("called_invoker_iam_disabled=true", off["caller_auth_mode"], "platform"),
+            ("allow_unauthenticated_caller=true", pub["caller_auth_mode"], "verify"),
+            ("allow_unauthenticated_caller=true", pub["called_auth_mode"], "platform"),
+        ]
+        for case, have, want in expect:
+            if have != want:
+                errs.append(f"{case}: got {have!r}, want {want!r}")
+    results.append(("locals-auth-modes",
+                     "evaluated: called AUTH_MODE platform/verify follows called_invoker_iam_disabled; caller verify only when public",
+                     errs))
+
+    # 2. principals, audiences and images
+    errs = []
+    vals = got["default"][0]
+    if vals is None:
+        errs.append("locals could not be evaluated")
+    else:
+        want = {
+            "caller_allowed": "alice@example.com,ci@my-project-123.iam.gserviceaccount.com,*@example.org",
+            "called_audience": f"https://invoker-called-{PROJECT_NUMBER}.europe-west1.run.app",
+            "caller_audience": f"https://invoker-caller-{PROJECT_NUMBER}.europe-west1.run.app",
+            "caller_audiences": f"https://invoker-caller-{PROJECT_NUMBER}.europe-west1.run.app,{GCLOUD_CLIENT_ID}",
+            "caller_image": "europe-west1-docker.pkg.dev/my-project-123/invoker/caller:v1",
+            "called_image": "europe-west1-docker.pkg.dev/my-project-123/invoker/called:v1",
+        }
+        for k, w in want.items():
+            if vals.get(k) != w:
+                errs.append(f"local {k} = {vals.get(k)!r}, want {w!r}")
+    results.append(("locals-principals-audiences",
+                    "evaluated: invokers -> AUTH_ALLOWED_PRINCIPALS emails/*@domain, deterministic run.app audiences, image paths",
+                    errs))
+
+    # 3. validation rejects bad values (and names the right variable)
+    bad = [
+        ("caller_invokers", '["allUsers"]'),
+        ("caller_invokers", '["allAuthenticatedUsers"]'),
+        ("caller_invokers", '["user:alice@example.com","allUsers"]'),
+        ("caller_invokers", '["group:devs@example.com"]'),
+        ("caller_invokers", '["alice@example.com"]'),
+        ("caller_invokers", "[]"),
+        ("project_id", "My_Project"),
+        ("region", "europe-west1-b"),
+        ("db_tier", "db-n1-standard-1"),
+        ("name_prefix", "a-prefix-much-too-long-for-ids"),
+        ("image_tag", "-bad"),
+        ("caller_image", "caller:latest"),
+        ("called_image", "europe-west1-docker.pkg.dev/p/r/called"),
+        ("max_instances", "0"),
+        ("caller_extra_audiences", '["a,b"]'),
+    ]
+
+    def rejected(item):
+        name, value = item
+        _, err = con.run("var.region", {**BASE_VARS, name: value})
+        return name, value, ("Invalid value for variable" in err and f'variable "{name}"' in err)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(rejected, bad))
+    errs = [f"{n} = {v} was accepted" for n, v, ok in outcomes if not ok]
+    _, err = con.run("var.region", BASE_VARS)
+    if "Error" in err:
+        errs.append(f"good values were rejected: {err.strip()[:300]}")
+    results.append(("validations-reject-bad-values",
+                    f"terraform refuses {len(bad)} bad settings (public or group invokers, bad ids, tiers, images) and accepts good ones",
+                    errs))
+
+    # 4. the example tfvars file is valid as shipped
+    example = folder / "terraform.tfvars.example"
+    errs = []
+    if not example.exists():
+        errs.append("terraform.tfvars.example is missing")
+    else:
+        out, err = con.run("var.project_id", {}, var_file=example)
+        if "Error" in err or not out:
+            errs.append(f"terraform.tfvars.example is rejected: {err.strip()[:300]}")
+    results.append(("tfvars-example-valid", "terraform.tfvars.example passes every validation", errs))
+    return results
+
+
+# ---- runner ----------------------------------------------------------------------------
+
+def run_all(folder: Path) -> list[tuple[str, str, list[str]]]:
+    cfg = load_dir(folder)
+    results = []
+    for name, what, fn in CHECKS:
+        try:
+            errs = fn(cfg)
+        except Exception as e:  # noqa: BLE001  a crash is a failure with its reason
+            errs = [f"check crashed: {type(e).__name__}: {e}"]
+        results.append((name, what, errs))
+    return results + semantic_checks(folder)
+
+
+def main(argv: list[str]) -> int:
+    expect_fail = "--expect-fail" in argv
+    args = [a for a in argv[1:] if a != "--expect-fail"]
+    folder = Path(args[0]) if args else ROOT / "terraform"
+    results = run_all(folder)
+    passed = failed = 0
+    for name, what, errs in results:
+        if expect_fail:
+            ok = bool(errs)
+            status = "ok (fails as it must)" if ok else "NOT DETECTED"
+            print(f"selftest: {status:22} {name}" + (f"  first: {errs[0]}" if errs else ""))
+        else:
+            ok = not errs
+            print(f"invariant: {'PASS' if ok else 'FAIL'} {name}: {what}")
+            for e in errs:
+                print(f"    - {e}")
+        passed += ok
+        failed += not ok
+    label = "selftest" if expect_fail else "invariants"
+    print(f"{label}: {passed} passed, {failed} failed ({folder})")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,44 @@
+output "caller_url" {
+  description = "URL of the caller service (the one you call)."
+  value       = google_cloud_run_v2_service.caller.uri
+}
+
+output "called_url" {
+  description = "URL of the called service (only the caller's service account may invoke it)."
+  value       = google_cloud_run_v2_service.called.uri
+}
+
+output "caller_audience" {
+  description = "Audience to request for a service-account ID token for the caller (`gcloud auth print-identity-token --audiences=...`)."
+  value       = local.caller_audience
+}
+
+output "caller_service_account" {
+  description = "Email of the caller's service account, the only principal allowed to invoke called."
+  value       = google_service_account.caller.email
+}
+
+output "image_repository" {
+  description = "Artifact Registry path the images are pushed to."
+  value       = "${local.repository_host}/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+}
+
+output "build_command" {
+  description = "Builds both images with Cloud Build and pushes them with tag image_tag. Run it from the repository root."
+  value       = "gcloud builds submit --project=${var.project_id} --config=deploy/cloudbuild.yaml --ignore-file=deploy/gcloudignore --service-account=${google_service_account.build.id} --substitutions=_REGION=${var.region},_REPOSITORY=${google_artifact_registry_repository.images.repository_id},_TAG=${var.image_tag} ."
+}
+
+output "test_command" {
+  description = "Calls the caller as your gcloud user account, which must be listed in caller_invokers. Expect HTTP 201 and the stored entity with \"bar\": \"hello\"."
+  value       = "curl -sS -X POST '${google_cloud_run_v2_service.caller.uri}/' -H \"Authorization: Bearer $(gcloud auth print-identity-token)\" -H 'Content-Type: application/json' -d '{\"foo\":\"hello\"}'"
+}
+
+output "test_command_service_account" {
+  description = "The same call as a service account listed in caller_invokers (you need roles/iam.serviceAccountTokenCreator on it); replace SA_EMAIL."
+  value       = "curl -sS -X POST '${google_cloud_run_v2_service.caller.uri}/' -H \"Authorization: Bearer $(gcloud auth print-identity-token --impersonate-service-account=SA_EMAIL --audiences='${local.caller_audience}' --include-email)\" -H 'Content-Type: application/json' -d '{\"foo\":\"hello\"}'"
+}
+
+output "database_instance" {
+  description = "Cloud SQL instance connection name (PROJECT:REGION:INSTANCE)."
+  value       = google_sql_database_instance.db.connection_name
+}
