@@ -891,3 +891,48 @@ async fn es256_keys_verify_only_es256_tokens() {
     // The key says ES256: an RS256 header on the same kid is refused.
     assert!(reason(verifier.verify(&sign("RS256"), false).await).contains("does not match"));
 }
+
+/// A remembered token (signature checked once) still goes through every claim check and needs
+/// its key to be published: expiry and key removal act as on first sight.
+#[tokio::test]
+async fn remembered_tokens_are_rechecked_and_die_with_their_key() {
+    let e = env().await;
+    let short = e.emu.mint_with(with(
+        with(claims(), "exp", json!(now() + 2)),
+        "iat",
+        json!(now()),
+    ));
+    e.verifier.verify(&short, false).await.expect("valid now");
+    let old = e.emu.mint(SA, AUD, HOUR);
+    e.verifier.verify(&old, false).await.expect("valid");
+    e.verifier.verify(&old, false).await.expect("remembered");
+    // Past exp + leeway (60 s), the remembered token is refused like any other.
+    let strict = AuthConfig::from_source(&MapSource::from_pairs([
+        ("AUTH_AUDIENCES", AUD),
+        ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
+        ("AUTH_CLOCK_SKEW_SECS", "0"),
+        ("AUTH_JWKS_URL", &format!("http://{}{JWKS_PATH}", e.addr)),
+    ]))
+    .expect("auth config");
+    let strict = Verifier::new(&strict, reqwest::Client::new());
+    strict.verify(&short, false).await.expect("valid now");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert!(reason(strict.verify(&short, false).await).contains("expired"));
+    // Rotate until the old key is no longer published; a token under the newest key makes the
+    // verifier refetch the set; the remembered old token then fails with its key.
+    for _ in 0..3 {
+        let emu = e.emu.clone();
+        tokio::task::spawn_blocking(move || emu.rotate())
+            .await
+            .expect("rotate");
+    }
+    let new = e.emu.mint(SA, AUD, HOUR);
+    e.verifier
+        .verify(&new, false)
+        .await
+        .expect("new key picked up");
+    assert!(
+        e.verifier.verify(&old, false).await.is_err(),
+        "its key is gone"
+    );
+}

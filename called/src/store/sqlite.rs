@@ -204,45 +204,59 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<(NewEntity, R
     }
 }
 
+/// Rows per multi-row INSERT (7 parameters each, far below SQLite's 32 766 limit).
+const CHUNK: usize = 128;
+
+/// One transaction for the whole batch; one multi-row `INSERT … RETURNING id` per chunk (each
+/// statement is a round trip to sqlx's SQLite worker thread, so fewer statements means fewer
+/// thread wake-ups). Rows the unique index refused are looked up by key: replay or 422.
 async fn run_batch(
     conn: &mut SqliteConnection,
     batch: &[(NewEntity, Reply)],
 ) -> Result<Vec<InsertOutcome>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    for (new, _) in batch {
-        outcomes.push(insert_one(&mut tx, new).await?);
+    for chunk in batch.chunks(CHUNK) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO entities (id, created_at, caller, body, idem_scope, idem_key, body_hash) ",
+        );
+        insert.push_values(chunk, |mut row, (new, _)| {
+            let e = &new.entity;
+            let idem = new.idempotency.as_ref();
+            row.push_bind(e.id.to_string())
+                .push_bind(e.created_at.clone())
+                .push_bind(e.caller.clone())
+                .push_bind(e.body.to_string())
+                .push_bind(idem.map(|k| k.scope.clone()))
+                .push_bind(idem.map(|k| k.key.clone()))
+                .push_bind(idem.map(|k| k.body_hash.clone()));
+        });
+        insert.push(
+            " ON CONFLICT (idem_scope, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id",
+        );
+        let rows = insert.build().fetch_all(&mut *tx).await?;
+        let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+        for r in &rows {
+            inserted.insert(r.try_get::<String, _>("id")?);
+        }
+        for (new, _) in chunk {
+            if inserted.contains(&new.entity.id.to_string()) {
+                outcomes.push(InsertOutcome::Created(new.entity.clone()));
+            } else {
+                outcomes.push(existing(&mut tx, new).await?);
+            }
+        }
     }
     tx.commit().await?;
     Ok(outcomes)
 }
 
-async fn insert_one(
+/// The outcome for a row the unique index refused: the first entity (same body) or 422.
+async fn existing(
     conn: &mut SqliteConnection,
     new: &NewEntity,
 ) -> Result<InsertOutcome, sqlx::Error> {
-    let e = &new.entity;
-    let idem = new.idempotency.as_ref();
-    let body = e.body.to_string();
-    let inserted = sqlx::query(
-        "INSERT INTO entities (id, created_at, caller, body, idem_scope, idem_key, body_hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (idem_scope, idem_key) WHERE idem_key IS NOT NULL DO NOTHING",
-    )
-    .bind(e.id.to_string())
-    .bind(&e.created_at)
-    .bind(&e.caller)
-    .bind(body)
-    .bind(idem.map(|k| &k.scope))
-    .bind(idem.map(|k| &k.key))
-    .bind(idem.map(|k| &k.body_hash))
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(InsertOutcome::Created(e.clone()));
-    }
-    let Some(k) = idem else {
+    let Some(k) = new.idempotency.as_ref() else {
         return Err(sqlx::Error::Protocol(
             "insert without idempotency key stored nothing".into(),
         ));

@@ -4,6 +4,8 @@
 //! In platform mode a token whose signature Cloud Run replaced with
 //! [`STRIPPED_SIGNATURE`] is accepted on the same claim checks without a signature.
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -12,7 +14,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Deserializer};
 
-use crate::auth::keys::KeySetCache;
+use crate::auth::keys::{KeySetCache, VerificationKey};
 use crate::auth::{AuthConfig, AuthError};
 
 /// The signature part Cloud Run puts in place of the real one after checking a token.
@@ -66,8 +68,16 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Er
     }
 }
 
+/// Most tokens whose signature check is remembered (see [`Verifier::verify`]).
+const VERIFIED_CAPACITY: usize = 1024;
+
+/// A token whose signature was checked, and the key that checked it.
+struct Verified {
+    claims: Claims,
+    key: Arc<VerificationKey>,
+}
+
 /// Verifies ID tokens against the configured key set, audiences and issuers.
-#[derive(Debug)]
 pub struct Verifier {
     keys: KeySetCache,
     audiences: Vec<String>,
@@ -75,6 +85,20 @@ pub struct Verifier {
     leeway: u64,
     rs256: Validation,
     es256: Validation,
+    /// Tokens already verified, by their exact text: a caller presents the same token for
+    /// up to an hour, and the RSA check is most of a request's cost.
+    verified: RwLock<HashMap<Box<str>, Verified>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys)
+            .field("audiences", &self.audiences)
+            .field("issuers", &self.issuers)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Verifier {
@@ -99,6 +123,7 @@ impl Verifier {
             leeway: cfg.clock_skew_secs,
             rs256: validation(Algorithm::RS256),
             es256: validation(Algorithm::ES256),
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -116,6 +141,12 @@ impl Verifier {
     ///
     /// With `allow_stripped_signature` (platform mode) a token whose signature is exactly
     /// [`STRIPPED_SIGNATURE`] is accepted on its claims alone; any other signature is verified.
+    ///
+    /// A token whose signature was already verified (the exact same text, up to
+    /// 1024 remembered) skips only the signature computation: the header checks and every
+    /// claim check (expiry included) run again, and the key that verified it must still be the
+    /// one the key set publishes under its `kid` — so rotation, removal and expiry act exactly
+    /// as on a first sight.
     ///
     /// # Errors
     /// [`AuthError::Invalid`] with a short reason (never the token), or
@@ -163,6 +194,10 @@ impl Verifier {
         if header.alg != key.algorithm {
             return Err(invalid("token algorithm does not match its signing key"));
         }
+        if let Some(claims) = self.remembered(token, &key) {
+            self.check_claims(&claims)?;
+            return Ok(claims);
+        }
         let validation = if key.algorithm == Algorithm::ES256 {
             &self.es256
         } else {
@@ -171,7 +206,33 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation).map_err(reason)?;
         // jsonwebtoken does not check `iat`; the other checks repeat cheaply.
         self.check_claims(&data.claims)?;
+        self.remember(token, &data.claims, key);
         Ok(data.claims)
+    }
+
+    /// The claims of `token` if its signature was verified before with exactly `key`.
+    fn remembered(&self, token: &str, key: &Arc<VerificationKey>) -> Option<Claims> {
+        let verified = self.verified.read().unwrap_or_else(PoisonError::into_inner);
+        let hit = verified.get(token)?;
+        Arc::ptr_eq(&hit.key, key).then(|| hit.claims.clone())
+    }
+
+    fn remember(&self, token: &str, claims: &Claims, key: Arc<VerificationKey>) {
+        let mut verified = self
+            .verified
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_CAPACITY {
+            // Crude but bounded: every entry is re-earned with one full verification.
+            verified.clear();
+        }
+        verified.insert(
+            token.into(),
+            Verified {
+                claims: claims.clone(),
+                key,
+            },
+        );
     }
 
     /// The claim checks, shared by signed and stripped tokens.
