@@ -123,6 +123,15 @@ impl Config {
     }
 }
 
+impl shared::server::ServiceConfig for Config {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+    fn port(&self) -> u16 {
+        self.server.port
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,53 +1,10 @@
-//! `caller` binary: config → telemetry → bind → serve. Exit 2 on a bad setting.
+//! `caller` binary: config → telemetry → bind → serve (see `shared::server::service_main`).
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::process::ExitCode;
-
-use caller::Config;
-use shared::config::{Cli, Env, parse_cli};
-
-fn main() -> ExitCode {
-    match parse_cli(std::env::args()) {
-        Cli::Run => {}
-        Cli::Help => {
-            print!("{}", Config::help());
-            return ExitCode::SUCCESS;
-        }
-        Cli::Unknown(arg) => {
-            eprintln!("caller: unknown argument {arg:?}; settings are environment variables\n");
-            eprint!("{}", Config::help());
-            return ExitCode::from(2);
-        }
-    }
-    let cfg = match Config::from_source(&Env) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("caller: {e}\n(run `caller --help` for every setting)");
-            return ExitCode::from(2);
-        }
-    };
-    shared::telemetry::init(&cfg.telemetry);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("caller: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, cfg.server.port));
-        let listener = shared::server::bind(addr).await?;
-        caller::run(cfg, listener, shared::shutdown::signal()).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "caller failed");
-            eprintln!("caller: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    shared::server::service_main(
+        "caller",
+        caller::Config::help,
+        caller::Config::from_source,
+        |cfg, listener| caller::run(cfg, listener, shared::shutdown::signal()),
+    )
 }

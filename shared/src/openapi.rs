@@ -36,3 +36,23 @@ impl Modify for BearerAuth {
 pub fn json_response(document: &'static str) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
+
+/// For a service's unit test: the generated document must equal the checked-in file at `path`
+/// (reviewable in diffs, used by schemathesis). `UPDATE_OPENAPI=1` rewrites the file instead.
+///
+/// # Panics
+/// When the file is stale (that is the test failing), or cannot be written on update.
+pub fn assert_checked_in(path: &str, document: &str) {
+    let current = format!("{document}\n");
+    if std::env::var_os("UPDATE_OPENAPI").is_some()
+        && let Err(e) = std::fs::write(path, &current)
+    {
+        panic!("cannot write {path}: {e}");
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == current,
+        "{path} is stale: run UPDATE_OPENAPI=1 cargo test --workspace openapi"
+    );
+    assert!(current.contains("\"openapi\": \"3.1"), "not OpenAPI 3.1");
+}

@@ -213,3 +213,73 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// What [`service_main`] needs to know of a service's settings.
+pub trait ServiceConfig {
+    /// Logging settings.
+    fn telemetry(&self) -> &crate::telemetry::TelemetryConfig;
+    /// `PORT`.
+    fn port(&self) -> u16;
+}
+
+/// The whole of a service binary's `main`: `--help`, settings (a bad one exits 2 before
+/// binding, naming the variable), telemetry, the runtime, bind `0.0.0.0:PORT`, then `run`
+/// until SIGTERM/SIGINT. Exit 0 after a clean drain, 1 on a runtime failure.
+pub fn service_main<C, Fut>(
+    name: &str,
+    help: fn() -> String,
+    load: fn(&dyn crate::config::Source) -> Result<C, crate::config::ConfigError>,
+    run: impl FnOnce(C, TcpListener) -> Fut,
+) -> std::process::ExitCode
+where
+    C: ServiceConfig,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    use std::process::ExitCode;
+
+    use crate::config::{Cli, Env, parse_cli};
+
+    match parse_cli(std::env::args()) {
+        Cli::Run => {}
+        Cli::Help => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Cli::Unknown(arg) => {
+            eprintln!("{name}: unknown argument {arg:?}; settings are environment variables\n");
+            eprint!("{}", help());
+            return ExitCode::from(2);
+        }
+    }
+    let cfg = match load(&Env) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{name}: {e}\n(run `{name} --help` for every setting)");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(cfg.telemetry());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let addr = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, cfg.port()));
+        let listener = bind(addr).await?;
+        run(cfg, listener).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "{name} failed");
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
