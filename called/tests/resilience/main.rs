@@ -3,6 +3,7 @@
 //! logs at trace level, and idempotent replays in any interleaving. Every wait is bounded.
 
 mod helpers;
+mod logcheck;
 mod proc;
 mod raw;
 

@@ -2,6 +2,8 @@
 //! any log line at trace level. The emulator and the called service run in this process.
 
 mod helpers;
+#[path = "../../../called/tests/resilience/logcheck.rs"]
+mod logcheck;
 #[path = "../../../called/tests/resilience/proc.rs"]
 mod proc;
 #[path = "../../../called/tests/resilience/raw.rs"]
