@@ -196,12 +196,24 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "live"}))
 }
 
-/// `GET /health/ready`: the store answers.
+/// `GET /health/ready`: the store answers, and with `AUTH_MODE=verify` signing keys are at hand
+/// (without them every authenticated request would get 503, so the instance is not ready; the
+/// check itself fetches them when none are cached).
 #[utoipa::path(get, path = "/health/ready", responses(
-    (status = 200, description = "The store answers"),
-    (status = 503, description = "The store is unreachable", body = Problem, content_type = "application/problem+json"),
+    (status = 200, description = "The store answers (and signing keys are available in verify mode)"),
+    (status = 503, description = "The store is unreachable, or no signing keys yet", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(State(app): State<AppState>) -> Response {
+    if app.auth.config().mode == shared::auth::AuthMode::Verify
+        && let Some(verifier) = app.auth.verifier()
+        && !tokio::time::timeout(Duration::from_secs(2), verifier.ready())
+            .await
+            .unwrap_or(false)
+    {
+        tracing::warn!("not ready: no signing keys to verify tokens with");
+        return Problem::unavailable("no signing keys to verify tokens with yet", 1)
+            .into_response();
+    }
     match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
         Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
         Ok(Err(e)) => {

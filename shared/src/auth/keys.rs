@@ -24,8 +24,11 @@ pub const MIN_MAX_AGE: Duration = Duration::from_secs(60);
 pub const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Minimum time between two refetches triggered by an unknown `kid`.
 pub const UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
-/// Minimum time between a failed fetch and the next attempt.
+/// Minimum time between a failed fetch and the next attempt while stale keys are still served.
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+/// The same while no key was ever fetched: every request is answered 503 until one is, so try
+/// again sooner (still at most one attempt per second, however many requests wait).
+pub const COLD_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A public key from the key set, with the one algorithm it may verify.
 #[derive(Debug, Clone)]
@@ -265,8 +268,13 @@ impl KeySetCache {
                 tracing::debug!(url = %self.inner.url, keys = count, fresh_secs = ttl.as_secs(), "signing keys fetched");
             }
             Err(error) => {
-                state.retry_not_before = Some(Instant::now() + FAILURE_BACKOFF);
                 let cached = state.keys.len();
+                let backoff = if cached > 0 {
+                    FAILURE_BACKOFF
+                } else {
+                    COLD_FAILURE_BACKOFF
+                };
+                state.retry_not_before = Some(Instant::now() + backoff);
                 drop(state);
                 if cached > 0 {
                     tracing::warn!(url = %self.inner.url, %error, cached_keys = cached, "cannot refresh signing keys; serving the cached ones");
