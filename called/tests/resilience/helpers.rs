@@ -2,49 +2,14 @@
 //! `called` binary as a child, and reading its SQLite file afterwards.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use shared::config::MapSource;
-use shared::emulator::{Emulator, EmulatorConfig};
 use sqlx::Connection;
 use tokio::sync::oneshot;
 
+pub use crate::emu::Emu;
 use crate::proc::Spec;
-
-/// The emulator on 127.0.0.1:0, in this process.
-pub struct Emu {
-    pub emulator: Emulator,
-    pub addr: SocketAddr,
-}
-
-impl Emu {
-    pub async fn start() -> Self {
-        shared::telemetry::init_for_tests();
-        let emulator = Emulator::new(EmulatorConfig::default());
-        let (addr, _) = emulator
-            .clone()
-            .spawn("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("emulator");
-        Self { emulator, addr }
-    }
-
-    pub fn jwks_url(&self) -> String {
-        format!("http://{}/oauth2/v3/certs", self.addr)
-    }
-
-    /// The emulator's service account: the identity of the tokens caller fetches.
-    pub fn sa(&self) -> String {
-        self.emulator.config().service_account.clone()
-    }
-
-    /// A token of the service account for `audience`, valid ten minutes.
-    pub fn sa_token(&self, audience: &str) -> String {
-        self.emulator
-            .mint(&self.sa(), audience, Duration::from_secs(600))
-    }
-}
 
 /// A fresh SQLite file: its `DATABASE_URL` and the folder that keeps it alive.
 pub fn sqlite_store() -> (String, tempfile::TempDir) {

@@ -2,6 +2,7 @@
 //! killed under load behind caller, SIGTERM with requests in flight, overload, slowloris,
 //! logs at trace level, and idempotent replays in any interleaving. Every wait is bounded.
 
+mod emu;
 mod helpers;
 mod logcheck;
 mod proc;

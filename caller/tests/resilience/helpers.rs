@@ -1,47 +1,10 @@
 //! The emulator and called in this process; the real `caller` binary as a child.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use shared::config::MapSource;
-use shared::emulator::{Emulator, EmulatorConfig};
 use tokio::sync::oneshot;
 
+pub use crate::emu::{Emu, USER};
 use crate::proc::Spec;
-
-/// The end user allowed to call the caller.
-pub const USER: &str = "developer@example.com";
-
-pub struct Emu {
-    pub emulator: Emulator,
-    pub addr: SocketAddr,
-}
-
-impl Emu {
-    pub async fn start() -> Self {
-        shared::telemetry::init_for_tests();
-        let emulator = Emulator::new(EmulatorConfig::default());
-        let (addr, _) = emulator
-            .clone()
-            .spawn("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("emulator");
-        Self { emulator, addr }
-    }
-
-    pub fn jwks_url(&self) -> String {
-        format!("http://{}/oauth2/v3/certs", self.addr)
-    }
-
-    pub fn sa(&self) -> String {
-        self.emulator.config().service_account.clone()
-    }
-
-    /// A token of [`USER`] for `audience`, valid ten minutes.
-    pub fn user_token(&self, audience: &str) -> String {
-        self.emulator.mint(USER, audience, Duration::from_secs(600))
-    }
-}
 
 /// called in this process, verifying tokens against the emulator and allowing its service
 /// account. Stops when dropped.

@@ -1,6 +1,8 @@
 //! Resilience of the real `caller` binary: SIGTERM with a request in flight, and no token in
 //! any log line at trace level. The emulator and the called service run in this process.
 
+#[path = "../../../called/tests/resilience/emu.rs"]
+mod emu;
 mod helpers;
 #[path = "../../../called/tests/resilience/logcheck.rs"]
 mod logcheck;
