@@ -5,7 +5,7 @@ use std::time::Duration;
 use shared::auth::AuthConfig;
 use shared::config::{ConfigError, Reader, ServerConfig, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
-use shared::token::SourceKind;
+use crate::token::SourceKind;
 use url::Url;
 
 /// Everything `caller` reads from its environment.

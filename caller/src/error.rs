@@ -3,7 +3,7 @@
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use shared::problem::Problem;
-use shared::token::TokenError;
+use crate::token::TokenError;
 
 /// Everything a caller handler can fail with.
 #[derive(Debug, thiserror::Error)]

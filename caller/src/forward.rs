@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use shared::token::TokenCache;
+use crate::token::TokenCache;
 use tokio::time::Instant;
 use url::Url;
 

@@ -4,6 +4,7 @@
 //! - [`config`]: settings (`CALLED_URL`, token source, deadlines, auth) and `--help`.
 //! - [`routes`]: the handlers (`POST /`, health).
 //! - [`forward`]: the outbound call — token, headers, retries, deadline, outcome mapping.
+//! - [`token`]: ID-token sources (metadata server, google-cloud-auth) under one cache.
 //! - [`openapi`]: the generated OpenAPI 3.1 document (`GET /openapi.json`).
 //! - [`error`]: the one error enum and its HTTP mapping.
 //!
@@ -14,6 +15,7 @@ pub mod error;
 pub mod forward;
 pub mod openapi;
 pub mod routes;
+pub mod token;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use shared::auth::Authenticator;
-use shared::token::{CacheOptions, TokenCache, build_source};
+use crate::token::{CacheOptions, TokenCache, build_source};
 use tokio::net::TcpListener;
 
 pub use config::Config;

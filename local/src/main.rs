@@ -11,7 +11,7 @@ use anyhow::Context;
 use shared::config::{
     Cli, ConfigError, Env, MapSource, Overlay, Reader, Setting, Source, parse_cli, render_help,
 };
-use shared::emulator::{Emulator, EmulatorConfig};
+use emulator::{Emulator, EmulatorConfig};
 use shared::telemetry::TelemetryConfig;
 use tokio::sync::watch;
 

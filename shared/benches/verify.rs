@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::{Algorithm, Validation};
 use shared::auth::{AuthConfig, Authenticator, Verifier};
 use shared::config::MapSource;
-use shared::emulator::{Emulator, EmulatorConfig, JWKS_PATH};
+use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 
 const AUDIENCE: &str = "https://called.example.run.app";
 const PRINCIPAL: &str = "caller@invoker-local.iam.gserviceaccount.com";

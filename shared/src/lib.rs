@@ -10,19 +10,15 @@
 //! - [`outbound`]: the one pooled outbound HTTP client.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
 //! - [`auth`]: verification of Google-signed ID tokens, allow-list, the `Caller` extractor.
-//! - [`token`]: ID-token sources (metadata server, google-cloud-auth) under one cache.
-//! - [`emulator`]: a local metadata server that mints real signed tokens.
 //!
 //! This crate never knows which service uses it.
 
 pub mod auth;
 pub mod body;
 pub mod config;
-pub mod emulator;
 pub mod openapi;
 pub mod outbound;
 pub mod problem;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
-pub mod token;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shared::auth::verifier::STRIPPED_SIGNATURE;
 use shared::auth::{AuthConfig, AuthError, Claims, Verifier};
 use shared::config::MapSource;
-use shared::emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
+use emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
 
 const AUD: &str = "https://called.example";
 const ISS: &str = "https://accounts.google.com";

@@ -18,7 +18,7 @@ use shared::auth::AuthConfig;
 use shared::auth::verifier::{STRIPPED_SIGNATURE, Verifier};
 use shared::body::{parse_object, require_text};
 use shared::config::MapSource;
-use shared::emulator::{Emulator, EmulatorConfig};
+use emulator::{Emulator, EmulatorConfig};
 
 /// Longest `"bar"` the services accept, in characters.
 const MAX_CHARS: usize = 1024;

@@ -32,7 +32,7 @@ use bench::chart::{self, Bar};
 use bench::procfs;
 use bench::report::{self, BinarySize, Scenario, ServiceStats};
 use bench::wrk::{self, Load, WrkReport};
-use shared::emulator::{Emulator, EmulatorConfig, JWKS_PATH};
+use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The end user allowed to call `caller` in the benchmark.

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shared::emulator::{Emulator, EmulatorConfig};
+use emulator::{Emulator, EmulatorConfig};
 
 /// The end user allowed to call the caller.
 pub const USER: &str = "developer@example.com";

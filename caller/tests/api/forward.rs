@@ -121,7 +121,7 @@ async fn forwards_only_the_contract_headers() {
     let auth = h["authorization"].to_str().expect("auth");
     let forwarded = auth.strip_prefix("Bearer ").expect("bearer");
     assert_ne!(forwarded, token, "the client's token is never forwarded");
-    let exp = shared::token::expiry_of(forwarded).expect("a JWT");
+    let exp = caller::token::expiry_of(forwarded).expect("a JWT");
     assert!(exp > std::time::SystemTime::now());
     let claims: Value = {
         use base64::Engine;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Response;
 use serde_json::Value;
 use shared::config::MapSource;
-use shared::emulator::{Emulator, EmulatorConfig};
+use emulator::{Emulator, EmulatorConfig};
 use tokio::sync::oneshot;
 
 /// The end user allowed to call the caller.

@@ -77,7 +77,7 @@ async fn key_set_down_after_caching_and_rotation() {
         "old key still accepted"
     );
     // A flood of unknown-kid tokens refetches at most once per 30 s.
-    let stranger = shared::emulator::Emulator::new(Default::default());
+    let stranger = emulator::Emulator::new(Default::default());
     let forged = stranger.mint(&emu.sa(), &called.base, Duration::from_secs(600));
     for _ in 0..50 {
         problem(post_as_caller(&emu, &called.base, &forged).await, 401).await;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shared::emulator::IdentityFault;
+use emulator::IdentityFault;
 
 use crate::helpers::{
     post, problem, spawn_called, spawn_caller, spawn_chain, spawn_emulator, user_token,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::task::Poll;
 
 use shared::config::{Cli, ConfigError, Env, Reader, Setting, Source, parse_cli, render_help};
-use shared::emulator::{Emulator, EmulatorConfig, JWKS_PATH};
+use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 
 const LISTEN: &[Setting] = &[
     Setting {

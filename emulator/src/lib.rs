@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::config::{ConfigError, Reader, Setting, Source};
+use shared::config::{ConfigError, Reader, Setting, Source};
 use keys::SigningKey;
 
 /// Path of the key set (same as Google's).
@@ -440,7 +440,7 @@ fn now_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MapSource;
+    use shared::config::MapSource;
 
     #[test]
     fn config_defaults_and_validation() {

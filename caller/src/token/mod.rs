@@ -47,7 +47,7 @@ pub use google::GoogleAuthSource;
 pub use jwt::expiry_of;
 pub use metadata::{DEFAULT_METADATA_HOST, MetadataSource};
 
-use crate::config::{Env, Setting, Source};
+use shared::config::{Env, Setting, Source};
 
 /// An OIDC ID token (a compact JWT) and the time it expires.
 ///
@@ -334,7 +334,7 @@ pub fn build_source_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MapSource;
+    use shared::config::MapSource;
 
     #[test]
     fn source_kind_parses_every_value() {

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::keys::SigningKey;
 use super::{EXPIRED_BY, Emulator, IdentityFault, JWKS_PATH, is_email, now_secs};
-use crate::problem::Problem;
+use shared::problem::Problem;
 
 const FLAVOR: &str = "metadata-flavor";
 const SA_PREFIX: &str = "/computeMetadata/v1/instance/service-accounts";
