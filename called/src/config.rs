@@ -6,8 +6,8 @@ use shared::telemetry::TelemetryConfig;
 
 use crate::store::{StoreError, StoreSettings, is_postgres_url, pg_connect_options, redact_url};
 
-/// Everything `called` reads from its environment.
-#[derive(Debug, Clone)]
+/// Everything `called` reads from its environment. `Debug` redacts the database password.
+#[derive(Clone)]
 pub struct Config {
     /// HTTP server settings.
     pub server: ServerConfig,
@@ -33,41 +33,59 @@ pub const DEFAULT_SQLITE_MAX_CONNECTIONS: u32 = 4;
 /// machine anyway. Raise it with the tier, lower it when many instances share one database.
 pub const DEFAULT_POSTGRES_MAX_CONNECTIONS: u32 = 10;
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("telemetry", &self.telemetry)
+            .field("auth", &self.auth)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
 impl Config {
+    /// `DATABASE_URL`.
+    pub const DATABASE_URL: Setting = Setting::new(
+        "DATABASE_URL",
+        DEFAULT_DATABASE_URL,
+        "sqlite://PATH (file and folder created) or postgres://user:pass@host/db (also postgresql://; Cloud SQL unix socket: postgres://user:pass@localhost/db?host=/cloudsql/PROJECT:REGION:INSTANCE)",
+    );
+    /// `DATABASE_MAX_CONNECTIONS`: its default depends on the backend.
+    pub const DATABASE_MAX_CONNECTIONS: Setting = Setting::unset(
+        "DATABASE_MAX_CONNECTIONS",
+        "4 (SQLite) / 10 (PostgreSQL)",
+        "pooled connections per instance: SQLite readers (plus one writer), or every PostgreSQL connection; keep instances x this under the server's max_connections",
+    );
+    /// `DATABASE_TIMEOUT_MS`.
+    pub const DATABASE_TIMEOUT_MS: Setting = Setting::new(
+        "DATABASE_TIMEOUT_MS",
+        "5000",
+        "wait for a connection or lock before answering 503",
+    );
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`.
+    pub const DATABASE_STATEMENT_TIMEOUT_MS: Setting = Setting::new(
+        "DATABASE_STATEMENT_TIMEOUT_MS",
+        "5000",
+        "PostgreSQL statement_timeout set on every connection (ignored by SQLite)",
+    );
     /// Settings only `called` reads.
     pub const SETTINGS: &'static [Setting] = &[
-        Setting {
-            name: "DATABASE_URL",
-            default: DEFAULT_DATABASE_URL,
-            help: "sqlite://PATH (file and folder created) or postgres://user:pass@host/db (also postgresql://; Cloud SQL unix socket: postgres://user:pass@localhost/db?host=/cloudsql/PROJECT:REGION:INSTANCE)",
-        },
-        Setting {
-            name: "DATABASE_MAX_CONNECTIONS",
-            default: "4 (SQLite) / 10 (PostgreSQL)",
-            help: "pooled connections per instance: SQLite readers (plus one writer), or every PostgreSQL connection; keep instances x this under the server's max_connections",
-        },
-        Setting {
-            name: "DATABASE_TIMEOUT_MS",
-            default: "5000",
-            help: "wait for a connection or lock before answering 503",
-        },
-        Setting {
-            name: "DATABASE_STATEMENT_TIMEOUT_MS",
-            default: "5000",
-            help: "PostgreSQL statement_timeout set on every connection (ignored by SQLite)",
-        },
+        Self::DATABASE_URL,
+        Self::DATABASE_MAX_CONNECTIONS,
+        Self::DATABASE_TIMEOUT_MS,
+        Self::DATABASE_STATEMENT_TIMEOUT_MS,
     ];
 
     /// Reads and validates every setting.
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let r = Reader::new(src);
-        let database_url = r
-            .raw("DATABASE_URL")
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database_url: String = r.parse(&Self::DATABASE_URL)?;
         let postgres = is_postgres_url(&database_url);
         if !(postgres || database_url.starts_with("sqlite:")) {
             return Err(ConfigError::invalid(
-                "DATABASE_URL",
+                Self::DATABASE_URL.name,
                 redact_url(&database_url),
                 "expected sqlite://PATH, postgres://… or postgresql://…",
             ));
@@ -78,9 +96,19 @@ impl Config {
             DEFAULT_SQLITE_MAX_CONNECTIONS
         };
         let store = StoreSettings {
-            max_connections: r.int_in("DATABASE_MAX_CONNECTIONS", default_max, 1..=1000)?,
-            acquire_timeout: r.millis("DATABASE_TIMEOUT_MS", 5000, 10, 600_000)?,
-            statement_timeout: r.millis("DATABASE_STATEMENT_TIMEOUT_MS", 5000, 10, 3_600_000)?,
+            max_connections: match r.parse_opt::<u32>(&Self::DATABASE_MAX_CONNECTIONS)? {
+                None => default_max,
+                Some(n) if (1..=1000).contains(&n) => n,
+                Some(n) => {
+                    return Err(ConfigError::invalid(
+                        Self::DATABASE_MAX_CONNECTIONS.name,
+                        n.to_string(),
+                        "must be between 1 and 1000",
+                    ));
+                }
+            },
+            acquire_timeout: r.millis(&Self::DATABASE_TIMEOUT_MS, 10, 600_000)?,
+            statement_timeout: r.millis(&Self::DATABASE_STATEMENT_TIMEOUT_MS, 10, 3_600_000)?,
             ..StoreSettings::default()
         };
         if postgres
@@ -88,7 +116,7 @@ impl Config {
                 pg_connect_options(&database_url, &store)
         {
             return Err(ConfigError::invalid(
-                "DATABASE_URL",
+                Self::DATABASE_URL.name,
                 redact_url(&database_url),
                 reason,
             ));
@@ -102,27 +130,30 @@ impl Config {
         })
     }
 
+    /// Every setting `called` reads, grouped as `--help` shows them.
+    pub const HELP_GROUPS: &'static [(&'static str, &'static [Setting])] = &[
+        ("Server", ServerConfig::SETTINGS),
+        ("Logging", TelemetryConfig::SETTINGS),
+        ("Authentication", AuthConfig::SETTINGS),
+        ("Storage", Self::SETTINGS),
+    ];
+
     /// `--help` text.
     pub fn help() -> String {
         render_help(
             "called",
             "verifies the caller's Google ID token and stores the JSON body durably",
-            &[
-                ("Server", ServerConfig::SETTINGS),
-                ("Logging", TelemetryConfig::SETTINGS),
-                ("Authentication", AuthConfig::SETTINGS),
-                ("Storage", Self::SETTINGS),
-            ],
+            Self::HELP_GROUPS,
         )
     }
 }
 
-impl shared::server::ServiceConfig for Config {
+impl shared::binary::ServiceConfig for Config {
     fn telemetry(&self) -> &TelemetryConfig {
         &self.telemetry
     }
-    fn port(&self) -> u16 {
-        self.server.port
+    fn listen_addr(&self) -> std::net::SocketAddr {
+        self.server.listen_addr()
     }
 }
 
@@ -186,6 +217,29 @@ mod tests {
         ] {
             assert_eq!(parse(&[(name, value)]).expect_err(name).name, name);
         }
+    }
+
+    #[test]
+    fn help_documents_every_setting_the_parser_reads() {
+        let parse = |src: &dyn shared::config::Source| {
+            let _ = Config::from_source(src);
+        };
+        for base in [
+            MapSource::default(),
+            MapSource::from_pairs([("AUTH_MODE", "off"), ("DATABASE_URL", "postgres://u@h/db")]),
+        ] {
+            let missing =
+                shared::config::undocumented(Config::HELP_GROUPS, &["K_SERVICE"], parse, &base);
+            assert!(missing.is_empty(), "read but not in --help: {missing:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let cfg = parse(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).expect("valid");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! `called` binary: config → telemetry → bind → serve (see `shared::server::service_main`).
+//! `called` binary: config → telemetry → bind → serve (see `shared::binary::main`).
 
 fn main() -> std::process::ExitCode {
-    shared::server::service_main(
+    shared::binary::main(
         "called",
         called::Config::help,
         called::Config::from_source,

@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
-use shared::auth::Caller;
+use shared::auth::Principal;
 use shared::body::{JsonObject, require_text};
 use shared::problem::Problem;
 use time::OffsetDateTime;
@@ -60,13 +60,13 @@ pub struct CreateBody {
 )]
 pub async fn create(
     State(app): State<AppState>,
-    caller: Caller,
+    principal: Principal,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, Error> {
     require_text(&body, "bar", MAX_BAR_CHARS)?;
     let key = idempotency::key_from(&headers)?;
-    let caller_email = caller.email().map(str::to_owned);
+    let caller_email = principal.email().map(str::to_owned);
     let body = Value::Object(body);
     let scope = caller_email.clone().unwrap_or_default();
     let _guard = match &key {
@@ -126,7 +126,7 @@ fn created(entity: &Entity, replayed: bool) -> Response {
 )]
 pub async fn get_one(
     State(app): State<AppState>,
-    _caller: Caller,
+    _principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Entity>, Error> {
     let not_found = || Problem::not_found(format!("no entity with id {id:?}"));
@@ -156,7 +156,7 @@ pub async fn get_one(
 )]
 pub async fn list(
     State(app): State<AppState>,
-    _caller: Caller,
+    _principal: Principal,
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::store::Page>, Error> {
     let (limit, after) = list_params(query.as_deref().unwrap_or(""))?;

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use crate::token::{DEFAULT_METADATA_HOST, SourceKind};
 use shared::auth::AuthConfig;
 use shared::config::{ConfigError, Reader, ServerConfig, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
-use crate::token::SourceKind;
 use url::Url;
 
 /// Everything `caller` reads from its environment.
@@ -34,62 +34,82 @@ pub struct Config {
 }
 
 impl Config {
+    /// `CALLED_URL`.
+    pub const CALLED_URL: Setting = Setting::unset(
+        "CALLED_URL",
+        "required",
+        "base URL of the called service, e.g. https://called-xyz-uc.a.run.app",
+    );
+    /// `CALLED_AUDIENCE`.
+    pub const CALLED_AUDIENCE: Setting = Setting::unset(
+        "CALLED_AUDIENCE",
+        "origin of CALLED_URL",
+        "aud of the ID token fetched for called",
+    );
+    /// `TOKEN_SOURCE`.
+    pub const TOKEN_SOURCE: Setting = Setting::new(
+        "TOKEN_SOURCE",
+        "auto",
+        "where ID tokens come from: auto, metadata, service-account, impersonate or user",
+    );
+    /// `GCE_METADATA_HOST`.
+    pub const GCE_METADATA_HOST: Setting = Setting::unset(
+        "GCE_METADATA_HOST",
+        DEFAULT_METADATA_HOST,
+        "host:port of the metadata server (an http:// prefix is accepted)",
+    );
+    /// `GOOGLE_APPLICATION_CREDENTIALS` (read by the token source, see [`crate::token`]).
+    pub const GOOGLE_APPLICATION_CREDENTIALS: Setting = Setting::unset(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "unset",
+        "key file for service-account; ADC file for auto, impersonate and user (else gcloud's well-known file)",
+    );
+    /// `CALL_TIMEOUT_MS`.
+    pub const CALL_TIMEOUT_MS: Setting = Setting::new(
+        "CALL_TIMEOUT_MS",
+        "10000",
+        "total deadline of the forward, retries included",
+    );
+    /// `CALL_MAX_ATTEMPTS`.
+    pub const CALL_MAX_ATTEMPTS: Setting = Setting::new(
+        "CALL_MAX_ATTEMPTS",
+        "3",
+        "attempts on connect errors, 502/503/504 and 429",
+    );
+    /// `TOKEN_FETCH_TIMEOUT_MS`.
+    pub const TOKEN_FETCH_TIMEOUT_MS: Setting = Setting::new(
+        "TOKEN_FETCH_TIMEOUT_MS",
+        "5000",
+        "bound on one ID-token fetch",
+    );
     /// Settings only `caller` reads.
     pub const SETTINGS: &'static [Setting] = &[
-        Setting {
-            name: "CALLED_URL",
-            default: "required",
-            help: "base URL of the called service, e.g. https://called-xyz-uc.a.run.app",
-        },
-        Setting {
-            name: "CALLED_AUDIENCE",
-            default: "origin of CALLED_URL",
-            help: "aud of the ID token fetched for called",
-        },
-        Setting {
-            name: "TOKEN_SOURCE",
-            default: "auto",
-            help: "auto, metadata, service-account, impersonate or user",
-        },
-        Setting {
-            name: "GCE_METADATA_HOST",
-            default: "metadata.google.internal",
-            help: "host:port of the metadata server",
-        },
-        Setting {
-            name: "GOOGLE_APPLICATION_CREDENTIALS",
-            default: "unset",
-            help: "key file for service-account; ADC file for auto, impersonate and user (else gcloud's well-known file)",
-        },
-        Setting {
-            name: "CALL_TIMEOUT_MS",
-            default: "10000",
-            help: "total deadline of the forward, retries included",
-        },
-        Setting {
-            name: "CALL_MAX_ATTEMPTS",
-            default: "3",
-            help: "attempts on connect errors, 502/503/504 and 429",
-        },
-        Setting {
-            name: "TOKEN_FETCH_TIMEOUT_MS",
-            default: "5000",
-            help: "bound on one ID-token fetch",
-        },
+        Self::CALLED_URL,
+        Self::CALLED_AUDIENCE,
+        Self::TOKEN_SOURCE,
+        Self::GCE_METADATA_HOST,
+        Self::GOOGLE_APPLICATION_CREDENTIALS,
+        Self::CALL_TIMEOUT_MS,
+        Self::CALL_MAX_ATTEMPTS,
+        Self::TOKEN_FETCH_TIMEOUT_MS,
     ];
 
     /// Reads and validates every setting.
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let r = Reader::new(src);
-        let raw_url = r.required("CALLED_URL", "the base URL of the called service")?;
+        let raw_url = r.required(&Self::CALLED_URL, "the base URL of the called service")?;
         let called_url = Url::parse(&raw_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| {
-                ConfigError::invalid("CALLED_URL", &raw_url, "must be an absolute http(s) URL")
+                ConfigError::invalid(
+                    Self::CALLED_URL.name,
+                    &raw_url,
+                    "must be an absolute http(s) URL",
+                )
             })?;
         let called_audience = r
-            .raw("CALLED_AUDIENCE")
+            .raw(&Self::CALLED_AUDIENCE)
             .unwrap_or_else(|| called_url.origin().ascii_serialization());
         Ok(Self {
             server: ServerConfig::from_source(src)?,
@@ -97,38 +117,41 @@ impl Config {
             auth: AuthConfig::from_source(src)?,
             called_url,
             called_audience,
-            token_source: r.parse("TOKEN_SOURCE", SourceKind::Auto)?,
-            metadata_host: r.raw("GCE_METADATA_HOST"),
-            call_timeout: r.millis("CALL_TIMEOUT_MS", 10_000, 10, 600_000)?,
-            call_max_attempts: r.int_in("CALL_MAX_ATTEMPTS", 3u32, 1..=10)?,
-            token_fetch_timeout: r.millis("TOKEN_FETCH_TIMEOUT_MS", 5000, 10, 60_000)?,
+            token_source: r.parse::<SourceKind>(&Self::TOKEN_SOURCE)?,
+            metadata_host: r.raw(&Self::GCE_METADATA_HOST),
+            call_timeout: r.millis(&Self::CALL_TIMEOUT_MS, 10, 600_000)?,
+            call_max_attempts: r.int_in(&Self::CALL_MAX_ATTEMPTS, 1..=10)?,
+            token_fetch_timeout: r.millis(&Self::TOKEN_FETCH_TIMEOUT_MS, 10, 60_000)?,
         })
     }
+
+    /// Every setting `caller` reads, grouped as `--help` shows them.
+    pub const HELP_GROUPS: &'static [(&'static str, &'static [Setting])] = &[
+        ("Server", ServerConfig::SETTINGS),
+        ("Logging", TelemetryConfig::SETTINGS),
+        (
+            "Authentication of this service's own callers",
+            AuthConfig::SETTINGS,
+        ),
+        ("Calling the called service", Self::SETTINGS),
+    ];
 
     /// `--help` text.
     pub fn help() -> String {
         render_help(
             "caller",
             "authenticates its client, then forwards {\"foo\"} to the called service as {\"bar\"} with a cached Google ID token",
-            &[
-                ("Server", ServerConfig::SETTINGS),
-                ("Logging", TelemetryConfig::SETTINGS),
-                (
-                    "Authentication of this service's own callers",
-                    AuthConfig::SETTINGS,
-                ),
-                ("Calling the called service", Self::SETTINGS),
-            ],
+            Self::HELP_GROUPS,
         )
     }
 }
 
-impl shared::server::ServiceConfig for Config {
+impl shared::binary::ServiceConfig for Config {
     fn telemetry(&self) -> &TelemetryConfig {
         &self.telemetry
     }
-    fn port(&self) -> u16 {
-        self.server.port
+    fn listen_addr(&self) -> std::net::SocketAddr {
+        self.server.listen_addr()
     }
 }
 
@@ -149,6 +172,16 @@ mod tests {
         let cfg = Config::from_source(&base()).expect("valid");
         assert_eq!(cfg.called_audience, "https://called-abc.a.run.app");
         assert_eq!(cfg.call_max_attempts, 3);
+    }
+
+    #[test]
+    fn help_documents_every_setting_the_parser_reads() {
+        let parse = |src: &dyn shared::config::Source| {
+            let _ = Config::from_source(src);
+        };
+        let missing =
+            shared::config::undocumented(Config::HELP_GROUPS, &["K_SERVICE"], parse, &base());
+        assert!(missing.is_empty(), "read but not in --help: {missing:?}");
     }
 
     #[test]

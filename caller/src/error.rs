@@ -1,9 +1,9 @@
 //! The caller service's one error type, mapped to HTTP in one place.
 
+use crate::token::TokenError;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use shared::problem::Problem;
-use crate::token::TokenError;
 
 /// Everything a caller handler can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
+use crate::token::TokenCache;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use crate::token::TokenCache;
 use tokio::time::Instant;
 use url::Url;
 

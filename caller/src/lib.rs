@@ -20,11 +20,11 @@ pub mod token;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::token::{CacheOptions, TokenCache, build_source};
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use shared::auth::Authenticator;
-use crate::token::{CacheOptions, TokenCache, build_source};
 use tokio::net::TcpListener;
 
 pub use config::Config;

@@ -1,7 +1,7 @@
-//! `caller` binary: config → telemetry → bind → serve (see `shared::server::service_main`).
+//! `caller` binary: config → telemetry → bind → serve (see `shared::binary::main`).
 
 fn main() -> std::process::ExitCode {
-    shared::server::service_main(
+    shared::binary::main(
         "caller",
         caller::Config::help,
         caller::Config::from_source,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Value, json};
-use shared::auth::Caller;
+use shared::auth::Principal;
 use shared::body::{JsonObject, idempotency_key, require_text};
 use shared::problem::Problem;
 
@@ -58,7 +58,7 @@ pub struct ForwardBody {
 )]
 pub async fn forward(
     State(app): State<AppState>,
-    _caller: Caller,
+    _principal: Principal,
     headers: HeaderMap,
     JsonObject(mut body): JsonObject,
 ) -> Result<Response, Error> {

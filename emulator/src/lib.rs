@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use shared::config::{ConfigError, Reader, Setting, Source};
 use keys::SigningKey;
+use shared::config::{ConfigError, Reader, Setting, Source};
 
 /// Path of the key set (same as Google's).
 pub const JWKS_PATH: &str = "/oauth2/v3/certs";
@@ -63,66 +63,62 @@ impl Default for EmulatorConfig {
 }
 
 impl EmulatorConfig {
+    /// `EMULATOR_SERVICE_ACCOUNT`.
+    pub const SERVICE_ACCOUNT: Setting = Setting::new(
+        "EMULATOR_SERVICE_ACCOUNT",
+        DEFAULT_SERVICE_ACCOUNT,
+        "email of the default service account (the identity of minted tokens)",
+    );
+    /// `EMULATOR_PROJECT_ID`.
+    pub const PROJECT_ID: Setting = Setting::new(
+        "EMULATOR_PROJECT_ID",
+        DEFAULT_PROJECT_ID,
+        "project id the metadata server reports",
+    );
+    /// `EMULATOR_TOKEN_LIFETIME_SECS`.
+    pub const TOKEN_LIFETIME_SECS: Setting = Setting::new(
+        "EMULATOR_TOKEN_LIFETIME_SECS",
+        "3600",
+        "lifetime of identity tokens, 1..=86400",
+    );
+    /// `EMULATOR_ISSUER`.
+    pub const ISSUER: Setting = Setting::new(
+        "EMULATOR_ISSUER",
+        DEFAULT_ISSUER,
+        "iss claim of minted tokens",
+    );
+    /// `EMULATOR_JWKS_MAX_AGE_SECS`.
+    pub const JWKS_MAX_AGE_SECS: Setting = Setting::new(
+        "EMULATOR_JWKS_MAX_AGE_SECS",
+        "3600",
+        "Cache-Control max-age of the key set, 0..=604800",
+    );
     /// The settings [`EmulatorConfig::from_source`] reads.
     pub const SETTINGS: &'static [Setting] = &[
-        Setting {
-            name: "EMULATOR_SERVICE_ACCOUNT",
-            default: DEFAULT_SERVICE_ACCOUNT,
-            help: "email of the default service account (the identity of minted tokens)",
-        },
-        Setting {
-            name: "EMULATOR_PROJECT_ID",
-            default: DEFAULT_PROJECT_ID,
-            help: "project id the metadata server reports",
-        },
-        Setting {
-            name: "EMULATOR_TOKEN_LIFETIME_SECS",
-            default: "3600",
-            help: "lifetime of identity tokens, 1..=86400",
-        },
-        Setting {
-            name: "EMULATOR_ISSUER",
-            default: DEFAULT_ISSUER,
-            help: "iss claim of minted tokens",
-        },
-        Setting {
-            name: "EMULATOR_JWKS_MAX_AGE_SECS",
-            default: "3600",
-            help: "Cache-Control max-age of the key set, 0..=604800",
-        },
+        Self::SERVICE_ACCOUNT,
+        Self::PROJECT_ID,
+        Self::TOKEN_LIFETIME_SECS,
+        Self::ISSUER,
+        Self::JWKS_MAX_AGE_SECS,
     ];
 
     /// Reads and validates the emulator settings.
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let r = Reader::new(src);
-        let service_account = r
-            .raw("EMULATOR_SERVICE_ACCOUNT")
-            .unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT.to_owned());
+        let service_account: String = r.parse(&Self::SERVICE_ACCOUNT)?;
         if !is_email(&service_account) {
             return Err(ConfigError::invalid(
-                "EMULATOR_SERVICE_ACCOUNT",
+                Self::SERVICE_ACCOUNT.name,
                 service_account,
                 "must be an email address",
             ));
         }
         Ok(Self {
             service_account,
-            project_id: r
-                .raw("EMULATOR_PROJECT_ID")
-                .unwrap_or_else(|| DEFAULT_PROJECT_ID.to_owned()),
-            token_lifetime: Duration::from_secs(r.int_in(
-                "EMULATOR_TOKEN_LIFETIME_SECS",
-                3600u64,
-                1..=86_400,
-            )?),
-            issuer: r
-                .raw("EMULATOR_ISSUER")
-                .unwrap_or_else(|| DEFAULT_ISSUER.to_owned()),
-            jwks_max_age: Duration::from_secs(r.int_in(
-                "EMULATOR_JWKS_MAX_AGE_SECS",
-                3600u64,
-                0..=604_800,
-            )?),
+            project_id: r.parse(&Self::PROJECT_ID)?,
+            token_lifetime: Duration::from_secs(r.int_in(&Self::TOKEN_LIFETIME_SECS, 1..=86_400)?),
+            issuer: r.parse(&Self::ISSUER)?,
+            jwks_max_age: Duration::from_secs(r.int_in(&Self::JWKS_MAX_AGE_SECS, 0..=604_800)?),
         })
     }
 }

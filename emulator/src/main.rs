@@ -1,110 +1,105 @@
 //! `metadata-emulator`: a local GCE metadata server minting real signed ID tokens.
-//! Configure with environment variables; `--help` lists them.
+//! Configure with environment variables; `--help` lists them. Starts like every binary of
+//! the workspace, through `shared::binary::main`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::ExitCode;
+use std::net::{IpAddr, SocketAddr};
 use std::task::Poll;
 
-use shared::config::{Cli, ConfigError, Env, Reader, Setting, Source, parse_cli, render_help};
 use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
+use shared::config::{ConfigError, Reader, Setting, Source, render_help};
+use shared::telemetry::TelemetryConfig;
 
-const LISTEN: &[Setting] = &[
-    Setting {
-        name: "PORT",
-        default: "8085",
-        help: "listen port",
-    },
-    Setting {
-        name: "EMULATOR_BIND",
-        default: "127.0.0.1",
-        help: "listen address; keep it on loopback: whoever reaches it can mint tokens",
-    },
-    Setting {
-        name: "RUST_LOG",
-        default: "info",
-        help: "log filter",
-    },
+/// `PORT`.
+const PORT: Setting = Setting::new("PORT", "8085", "listen port");
+/// `EMULATOR_BIND`.
+const EMULATOR_BIND: Setting = Setting::new(
+    "EMULATOR_BIND",
+    "127.0.0.1",
+    "listen address; keep it on loopback: whoever reaches it can mint tokens",
+);
+const LISTEN: &[Setting] = &[PORT, EMULATOR_BIND];
+
+const HELP_GROUPS: &[(&str, &[Setting])] = &[
+    ("Listening", LISTEN),
+    ("Logging", TelemetryConfig::SETTINGS),
+    ("Emulator", EmulatorConfig::SETTINGS),
 ];
+
+/// Everything the binary reads from its environment.
+struct Settings {
+    addr: SocketAddr,
+    telemetry: TelemetryConfig,
+    emulator: EmulatorConfig,
+}
+
+impl shared::binary::ServiceConfig for Settings {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+    fn listen_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
 
 fn help() -> String {
     render_help(
         "metadata-emulator",
         "a local GCE metadata server that mints real RS256-signed ID tokens",
-        &[
-            ("Listening", LISTEN),
-            ("Emulator", EmulatorConfig::SETTINGS),
-        ],
+        HELP_GROUPS,
     )
 }
 
-fn settings(src: &dyn Source) -> Result<(SocketAddr, EmulatorConfig), ConfigError> {
+fn settings(src: &dyn Source) -> Result<Settings, ConfigError> {
     let r = Reader::new(src);
-    let port: u16 = r.parse("PORT", 8085)?;
-    let ip: IpAddr = r.parse("EMULATOR_BIND", IpAddr::V4(Ipv4Addr::LOCALHOST))?;
-    Ok((SocketAddr::new(ip, port), EmulatorConfig::from_source(src)?))
+    let port: u16 = r.parse(&PORT)?;
+    let ip: IpAddr = r.parse(&EMULATOR_BIND)?;
+    Ok(Settings {
+        addr: SocketAddr::new(ip, port),
+        telemetry: TelemetryConfig::from_source(src)?,
+        emulator: EmulatorConfig::from_source(src)?,
+    })
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match parse_cli(std::env::args()) {
-        Cli::Run => {}
-        Cli::Help => {
-            print!("{}", help());
-            return ExitCode::SUCCESS;
-        }
-        Cli::Unknown(arg) => {
-            eprintln!("unknown argument {arg:?}\n\n{}", help());
-            return ExitCode::from(2);
-        }
-    }
-    let (addr, cfg) = match settings(&Env) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-
-    let emulator = match Emulator::try_new(cfg) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = listener.local_addr().unwrap_or(addr);
+async fn run(cfg: Settings, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let emulator = Emulator::try_new(cfg.emulator)?;
+    let local = listener.local_addr().unwrap_or(cfg.addr);
     // Poll the shutdown future once so SIGINT/SIGTERM handlers exist before we announce.
     let mut shutdown = std::pin::pin!(shared::shutdown::signal());
     let early = std::future::poll_fn(|cx| Poll::Ready(shutdown.as_mut().poll(cx).is_ready()));
     if early.await {
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
     println!(
         "metadata emulator ready: export GCE_METADATA_HOST={local}  (key set: http://{local}{JWKS_PATH}, identity: {})",
         emulator.config().service_account
     );
-    tokio::select! {
-        served = axum::serve(listener, emulator.router()) => {
-            if let Err(e) = served {
-                tracing::error!(error = %e, "server failed");
-                return ExitCode::FAILURE;
-            }
-        }
-        () = shutdown => {}
+    shared::server::serve(
+        listener,
+        emulator.router(),
+        shutdown,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(10),
+    )
+    .await?;
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    shared::binary::main("metadata-emulator", help, settings, run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::config::MapSource;
+
+    #[test]
+    fn help_documents_every_setting_the_parser_reads() {
+        let parse = |src: &dyn Source| {
+            let _ = settings(src);
+        };
+        let missing =
+            shared::config::undocumented(HELP_GROUPS, &["K_SERVICE"], parse, &MapSource::default());
+        assert!(missing.is_empty(), "read but not in --help: {missing:?}");
     }
-    ExitCode::SUCCESS
 }

@@ -8,40 +8,31 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use emulator::{Emulator, EmulatorConfig};
 use shared::config::{
     Cli, ConfigError, Env, MapSource, Overlay, Reader, Setting, Source, parse_cli, render_help,
 };
-use emulator::{Emulator, EmulatorConfig};
 use shared::telemetry::TelemetryConfig;
 use tokio::sync::watch;
 
-const SETTINGS: &[Setting] = &[
-    Setting {
-        name: "PORT",
-        default: "8080",
-        help: "caller's port on 127.0.0.1",
-    },
-    Setting {
-        name: "CALLED_PORT",
-        default: "8081",
-        help: "called's port on 127.0.0.1",
-    },
-    Setting {
-        name: "EMULATOR_PORT",
-        default: "8085",
-        help: "metadata-server emulator's port on 127.0.0.1",
-    },
-    Setting {
-        name: "DATABASE_URL",
-        default: "sqlite://data/called.db",
-        help: "called's store (postgres://… works too)",
-    },
-    Setting {
-        name: "LOCAL_USER",
-        default: "developer@example.com",
-        help: "the end user allowed to call caller; the printed curl carries a token for it",
-    },
-];
+const PORT: Setting = Setting::new("PORT", "8080", "caller's port on 127.0.0.1");
+const CALLED_PORT: Setting = Setting::new("CALLED_PORT", "8081", "called's port on 127.0.0.1");
+const EMULATOR_PORT: Setting = Setting::new(
+    "EMULATOR_PORT",
+    "8085",
+    "metadata-server emulator's port on 127.0.0.1",
+);
+const DATABASE_URL: Setting = Setting::new(
+    "DATABASE_URL",
+    "sqlite://data/called.db",
+    "called's store (postgres://… works too)",
+);
+const LOCAL_USER: Setting = Setting::new(
+    "LOCAL_USER",
+    "developer@example.com",
+    "the end user allowed to call caller; the printed curl carries a token for it",
+);
+const SETTINGS: &[Setting] = &[PORT, CALLED_PORT, EMULATOR_PORT, DATABASE_URL, LOCAL_USER];
 
 struct Ports {
     caller: u16,
@@ -53,12 +44,10 @@ struct Ports {
 fn ports(src: &dyn Source) -> Result<Ports, ConfigError> {
     let r = Reader::new(src);
     Ok(Ports {
-        caller: r.parse("PORT", 8080u16)?,
-        called: r.parse("CALLED_PORT", 8081u16)?,
-        emulator: r.parse("EMULATOR_PORT", 8085u16)?,
-        user: r
-            .raw("LOCAL_USER")
-            .unwrap_or_else(|| "developer@example.com".into()),
+        caller: r.parse(&PORT)?,
+        called: r.parse(&CALLED_PORT)?,
+        emulator: r.parse(&EMULATOR_PORT)?,
+        user: r.parse(&LOCAL_USER)?,
     })
 }
 

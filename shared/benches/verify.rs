@@ -17,11 +17,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 use http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::{Algorithm, Validation};
-use shared::auth::{AuthConfig, Authenticator, Verifier};
+use shared::auth::{AuthConfig, Authenticator, Signature, Verifier};
 use shared::config::MapSource;
-use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 
 const AUDIENCE: &str = "https://called.example.run.app";
 const PRINCIPAL: &str = "caller@invoker-local.iam.gserviceaccount.com";
@@ -63,7 +63,8 @@ fn verify(c: &mut Criterion) {
     let verifier = Verifier::new(&cfg, http.clone());
     rt.block_on(verifier.keys().warm_up());
     assert!(verifier.keys().has_keys(), "the key set was fetched");
-    let claims = run_now(&rt, verifier.verify(&token, false)).expect("token verifies");
+    let claims =
+        run_now(&rt, verifier.verify(&token, Signature::Required)).expect("token verifies");
     assert_eq!(claims.email.as_deref(), Some(PRINCIPAL));
 
     let auth = Authenticator::new(cfg.clone(), http);
@@ -88,7 +89,8 @@ fn verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify");
     g.bench_function("warm_cache", |b| {
         b.iter(|| {
-            run_now(&rt, verifier.verify(black_box(&token), false)).expect("verifies");
+            run_now(&rt, verifier.verify(black_box(&token), Signature::Required))
+                .expect("verifies");
         });
     });
     g.bench_function("authenticate", |b| {

@@ -111,18 +111,58 @@ impl ConfigError {
     }
 }
 
-/// Documentation of one environment variable, for `--help`.
-#[derive(Debug, Clone, Copy)]
+/// What a [`Setting`] falls back to when it is unset or blank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Default {
+    /// This text, parsed by exactly the parser a set value goes through: `--help` shows the
+    /// default the service really applies.
+    Value(&'static str),
+    /// No value. The text says what that means (`required`, `unset`, `origin of CALLED_URL`);
+    /// a setting read with [`Reader::required`] or [`Reader::parse`] is then missing.
+    None(&'static str),
+}
+
+/// One environment variable, declared once: its name, default and meaning. Both `--help`
+/// ([`render_help`]) and the parser ([`Reader`]) read this declaration, so they cannot drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {
     /// Variable name.
     pub name: &'static str,
-    /// Default, as the user would write it (or a description such as `required`).
-    pub default: &'static str,
+    /// What applies when it is unset.
+    pub default: Default,
     /// One-line meaning.
     pub help: &'static str,
 }
 
-/// Typed access to a [`Source`]. Empty values count as unset.
+impl Setting {
+    /// A setting whose default is `default` (parsed like a set value).
+    pub const fn new(name: &'static str, default: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            default: Default::Value(default),
+            help,
+        }
+    }
+
+    /// A setting with no default value; `note` says what unset means.
+    pub const fn unset(name: &'static str, note: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            default: Default::None(note),
+            help,
+        }
+    }
+
+    /// The default as `--help` shows it.
+    pub fn default_text(&self) -> &'static str {
+        match self.default {
+            Default::Value(v) | Default::None(v) => v,
+        }
+    }
+}
+
+/// Typed access to a [`Source`] by [`Setting`]. Empty values count as unset; an unset setting
+/// takes its declared default.
 pub struct Reader<'a> {
     src: &'a dyn Source,
 }
@@ -133,45 +173,68 @@ impl<'a> Reader<'a> {
         Self { src }
     }
 
-    /// The trimmed value, `None` when unset or blank.
-    pub fn raw(&self, name: &str) -> Option<String> {
+    /// The trimmed value, `None` when unset or blank (the default is not applied).
+    pub fn raw(&self, s: &Setting) -> Option<String> {
+        self.ambient(s.name)
+    }
+
+    /// A variable that is not a setting of ours but set by the platform (`K_SERVICE`, `HOME`):
+    /// trimmed, `None` when unset or blank.
+    pub fn ambient(&self, name: &str) -> Option<String> {
         self.src
             .get(name)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     }
 
-    /// Parses `name` with [`FromStr`], falling back to `default` when unset.
-    pub fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    /// The value, else the declared default value, else `None`.
+    pub fn text(&self, s: &Setting) -> Option<String> {
+        self.raw(s).or(match s.default {
+            Default::Value(v) => Some(v.to_owned()),
+            Default::None(_) => None,
+        })
+    }
+
+    /// Parses the value (or the declared default) with [`FromStr`]; missing when neither.
+    pub fn parse<T>(&self, s: &Setting) -> Result<T, ConfigError>
     where
         T: FromStr,
         T::Err: Display,
     {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|e: T::Err| ConfigError::invalid(name, v, e.to_string())),
-        }
+        self.parse_opt(s)?
+            .ok_or_else(|| ConfigError::missing(s.name, s.default_text()))
+    }
+
+    /// Parses the value (or the declared default) when there is one.
+    pub fn parse_opt<T>(&self, s: &Setting) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.text(s)
+            .map(|v| {
+                v.parse()
+                    .map_err(|e: T::Err| ConfigError::invalid(s.name, v, e.to_string()))
+            })
+            .transpose()
     }
 
     /// Parses an integer in `range`.
     pub fn int_in<T>(
         &self,
-        name: &'static str,
-        default: T,
+        s: &Setting,
         range: std::ops::RangeInclusive<T>,
     ) -> Result<T, ConfigError>
     where
         T: FromStr + PartialOrd + Display + Copy,
         T::Err: Display,
     {
-        let v = self.parse(name, default)?;
+        let v: T = self.parse(s)?;
         if range.contains(&v) {
             Ok(v)
         } else {
             Err(ConfigError::invalid(
-                name,
+                s.name,
                 v.to_string(),
                 format!("must be between {} and {}", range.start(), range.end()),
             ))
@@ -179,32 +242,25 @@ impl<'a> Reader<'a> {
     }
 
     /// A duration given in milliseconds, between `min_ms` and `max_ms`.
-    pub fn millis(
-        &self,
-        name: &'static str,
-        default_ms: u64,
-        min_ms: u64,
-        max_ms: u64,
-    ) -> Result<Duration, ConfigError> {
-        self.int_in(name, default_ms, min_ms..=max_ms)
-            .map(Duration::from_millis)
+    pub fn millis(&self, s: &Setting, min_ms: u64, max_ms: u64) -> Result<Duration, ConfigError> {
+        self.int_in(s, min_ms..=max_ms).map(Duration::from_millis)
     }
 
-    /// A boolean: `true/false/1/0/yes/no` (any case).
-    pub fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::invalid(name, v, "expected true or false")),
-            },
+    /// A boolean: `true/false/1/0/yes/no/on/off` (any case).
+    pub fn bool(&self, s: &Setting) -> Result<bool, ConfigError> {
+        let v = self
+            .text(s)
+            .ok_or_else(|| ConfigError::missing(s.name, s.default_text()))?;
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::invalid(s.name, v, "expected true or false")),
         }
     }
 
-    /// A comma-separated list; blank items are dropped. Empty when unset.
-    pub fn list(&self, name: &str) -> Vec<String> {
-        self.raw(name)
+    /// A comma-separated list (the value, else the declared default); blank items are dropped.
+    pub fn list(&self, s: &Setting) -> Vec<String> {
+        self.text(s)
             .map(|v| {
                 v.split(',')
                     .map(str::trim)
@@ -215,11 +271,52 @@ impl<'a> Reader<'a> {
             .unwrap_or_default()
     }
 
-    /// A required value.
-    pub fn required(&self, name: &'static str, reason: &str) -> Result<String, ConfigError> {
-        self.raw(name)
-            .ok_or_else(|| ConfigError::missing(name, reason.to_owned()))
+    /// A required value; the error's reason is `reason`.
+    pub fn required(&self, s: &Setting, reason: &str) -> Result<String, ConfigError> {
+        self.text(s)
+            .ok_or_else(|| ConfigError::missing(s.name, reason.to_owned()))
     }
+}
+
+/// Every variable name `parse` asks its source for: the drift check between a binary's
+/// `--help` groups and its parser (see [`undocumented`]).
+pub fn names_read(parse: impl FnOnce(&dyn Source), base: &MapSource) -> Vec<String> {
+    struct Recording<'a> {
+        base: &'a MapSource,
+        names: std::cell::RefCell<Vec<String>>,
+    }
+    impl Source for Recording<'_> {
+        fn get(&self, name: &str) -> Option<String> {
+            self.names.borrow_mut().push(name.to_owned());
+            self.base.get(name)
+        }
+    }
+    let rec = Recording {
+        base,
+        names: std::cell::RefCell::new(Vec::new()),
+    };
+    parse(&rec);
+    let mut names = rec.names.into_inner();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Names `parse` reads (from `base`) that no group of `--help` declares, except `ambient`
+/// ones the platform sets. Empty when `--help` documents everything the parser reads.
+pub fn undocumented(
+    groups: &[(&str, &[Setting])],
+    ambient: &[&str],
+    parse: impl FnOnce(&dyn Source),
+    base: &MapSource,
+) -> Vec<String> {
+    names_read(parse, base)
+        .into_iter()
+        .filter(|n| {
+            !ambient.contains(&n.as_str())
+                && !groups.iter().any(|(_, g)| g.iter().any(|s| s.name == n))
+        })
+        .collect()
 }
 
 /// Settings of the HTTP server that both services share.
@@ -240,54 +337,61 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// `PORT`.
+    pub const PORT: Setting =
+        Setting::new("PORT", "8080", "listen port on 0.0.0.0 (Cloud Run sets it)");
+    /// `MAX_BODY_BYTES`.
+    pub const MAX_BODY_BYTES: Setting =
+        Setting::new("MAX_BODY_BYTES", "1048576", "larger request bodies get 413");
+    /// `SHUTDOWN_GRACE_MS`.
+    pub const SHUTDOWN_GRACE_MS: Setting = Setting::new(
+        "SHUTDOWN_GRACE_MS",
+        "8000",
+        "bound on the drain of in-flight requests after SIGTERM/SIGINT",
+    );
+    /// `MAX_CONCURRENT_REQUESTS`.
+    pub const MAX_CONCURRENT_REQUESTS: Setting = Setting::new(
+        "MAX_CONCURRENT_REQUESTS",
+        "512",
+        "requests beyond this many in flight get 503 + Retry-After at once",
+    );
+    /// `REQUEST_TIMEOUT_MS`.
+    pub const REQUEST_TIMEOUT_MS: Setting = Setting::new(
+        "REQUEST_TIMEOUT_MS",
+        "30000",
+        "a request that takes longer (slow body upload included) gets 503",
+    );
+    /// `HEADER_READ_TIMEOUT_MS`.
+    pub const HEADER_READ_TIMEOUT_MS: Setting = Setting::new(
+        "HEADER_READ_TIMEOUT_MS",
+        "10000",
+        "a connection that does not finish its request headers in time is closed",
+    );
     /// The settings [`ServerConfig::from_source`] reads.
     pub const SETTINGS: &'static [Setting] = &[
-        Setting {
-            name: "PORT",
-            default: "8080",
-            help: "listen port on 0.0.0.0 (Cloud Run sets it)",
-        },
-        Setting {
-            name: "MAX_BODY_BYTES",
-            default: "1048576",
-            help: "larger request bodies get 413",
-        },
-        Setting {
-            name: "SHUTDOWN_GRACE_MS",
-            default: "8000",
-            help: "bound on the drain of in-flight requests after SIGTERM/SIGINT",
-        },
-        Setting {
-            name: "MAX_CONCURRENT_REQUESTS",
-            default: "512",
-            help: "requests beyond this many in flight get 503 + Retry-After at once",
-        },
-        Setting {
-            name: "REQUEST_TIMEOUT_MS",
-            default: "30000",
-            help: "a request that takes longer (slow body upload included) gets 503",
-        },
-        Setting {
-            name: "HEADER_READ_TIMEOUT_MS",
-            default: "10000",
-            help: "a connection that does not finish its request headers in time is closed",
-        },
+        Self::PORT,
+        Self::MAX_BODY_BYTES,
+        Self::SHUTDOWN_GRACE_MS,
+        Self::MAX_CONCURRENT_REQUESTS,
+        Self::REQUEST_TIMEOUT_MS,
+        Self::HEADER_READ_TIMEOUT_MS,
     ];
+
+    /// `0.0.0.0:PORT`: every interface, as Cloud Run expects.
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, self.port))
+    }
 
     /// Reads and validates the server settings.
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let r = Reader::new(src);
         Ok(Self {
-            port: r.parse("PORT", 8080u16)?,
-            max_body_bytes: r.int_in("MAX_BODY_BYTES", 1_048_576usize, 64..=(256 << 20))?,
-            shutdown_grace: r.millis("SHUTDOWN_GRACE_MS", 8000, 0, 3_600_000)?,
-            max_concurrent_requests: r.int_in(
-                "MAX_CONCURRENT_REQUESTS",
-                512usize,
-                1..=1_000_000,
-            )?,
-            request_timeout: r.millis("REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000)?,
-            header_read_timeout: r.millis("HEADER_READ_TIMEOUT_MS", 10_000, 100, 3_600_000)?,
+            port: r.parse(&Self::PORT)?,
+            max_body_bytes: r.int_in(&Self::MAX_BODY_BYTES, 64..=(256 << 20))?,
+            shutdown_grace: r.millis(&Self::SHUTDOWN_GRACE_MS, 0, 3_600_000)?,
+            max_concurrent_requests: r.int_in(&Self::MAX_CONCURRENT_REQUESTS, 1..=1_000_000)?,
+            request_timeout: r.millis(&Self::REQUEST_TIMEOUT_MS, 100, 3_600_000)?,
+            header_read_timeout: r.millis(&Self::HEADER_READ_TIMEOUT_MS, 100, 3_600_000)?,
         })
     }
 }
@@ -303,7 +407,9 @@ pub fn render_help(binary: &str, about: &str, groups: &[(&str, &[Setting])]) -> 
         for s in *settings {
             out.push_str(&format!(
                 "  {:width$}  {} [default: {}]\n",
-                s.name, s.help, s.default
+                s.name,
+                s.help,
+                s.default_text()
             ));
         }
     }
@@ -357,9 +463,36 @@ mod tests {
     fn lists_and_bools() {
         let src = MapSource::from_pairs([("L", " a, ,b ,"), ("B", "Yes"), ("X", "maybe")]);
         let r = Reader::new(&src);
-        assert_eq!(r.list("L"), vec!["a", "b"]);
-        assert!(r.bool("B", false).expect("bool"));
-        assert!(r.bool("X", false).is_err());
+        let l = Setting::unset("L", "unset", "a list");
+        assert_eq!(r.list(&l), vec!["a", "b"]);
+        assert!(r.bool(&Setting::new("B", "false", "")).expect("bool"));
+        assert!(r.bool(&Setting::new("X", "false", "")).is_err());
+        assert!(
+            !r.bool(&Setting::new("UNSET", "false", ""))
+                .expect("default")
+        );
+        assert!(
+            r.parse::<u16>(&Setting::unset("NONE", "required", ""))
+                .is_err()
+        );
+        assert_eq!(
+            r.parse_opt::<u16>(&Setting::unset("NONE", "unset", "")),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn help_documents_every_setting_the_parser_reads() {
+        let groups: &[(&str, &[Setting])] = &[("Server", ServerConfig::SETTINGS)];
+        let parse = |src: &dyn Source| {
+            let _ = ServerConfig::from_source(src);
+        };
+        assert_eq!(
+            undocumented(groups, &[], parse, &MapSource::default()),
+            Vec::<String>::new()
+        );
+        let only_port: &[(&str, &[Setting])] = &[("Server", &[ServerConfig::PORT])];
+        assert!(!undocumented(only_port, &[], parse, &MapSource::default()).is_empty());
     }
 
     #[test]

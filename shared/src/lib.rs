@@ -6,14 +6,16 @@
 //! - [`body`]: the JSON-object body extractor (415/413/400 as problems) and field validation.
 //! - [`server`]: the common layers (request id, request log, load shedding, body limit,
 //!   timeouts) and `serve(listener, router, shutdown)` with a bounded drain.
+//! - [`binary`]: the one `main` every binary runs (settings → telemetry → bind → serve).
 //! - [`openapi`]: the shared parts of the generated OpenAPI documents.
 //! - [`outbound`]: the one pooled outbound HTTP client.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
-//! - [`auth`]: verification of Google-signed ID tokens, allow-list, the `Caller` extractor.
+//! - [`auth`]: verification of Google-signed ID tokens, allow-list, the `Principal` extractor.
 //!
 //! This crate never knows which service uses it.
 
 pub mod auth;
+pub mod binary;
 pub mod body;
 pub mod config;
 pub mod openapi;

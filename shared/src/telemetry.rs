@@ -37,34 +37,34 @@ pub struct TelemetryConfig {
 }
 
 impl TelemetryConfig {
+    /// `LOG_FORMAT`.
+    pub const LOG_FORMAT: Setting = Setting::unset(
+        "LOG_FORMAT",
+        "json when K_SERVICE is set, else text",
+        "text, or json (one Cloud Logging object per line)",
+    );
+    /// `RUST_LOG`.
+    pub const RUST_LOG: Setting =
+        Setting::new("RUST_LOG", "info", "tracing filter, e.g. info,sqlx=warn");
+    /// `GOOGLE_CLOUD_PROJECT`.
+    pub const GOOGLE_CLOUD_PROJECT: Setting = Setting::unset(
+        "GOOGLE_CLOUD_PROJECT",
+        "unset",
+        "project id; log trace ids become projects/PROJECT/traces/ID",
+    );
     /// The settings [`TelemetryConfig::from_source`] reads.
-    pub const SETTINGS: &'static [Setting] = &[
-        Setting {
-            name: "LOG_FORMAT",
-            default: "json when K_SERVICE is set, else text",
-            help: "text, or json (one Cloud Logging object per line)",
-        },
-        Setting {
-            name: "RUST_LOG",
-            default: "info",
-            help: "tracing filter, e.g. info,sqlx=warn",
-        },
-        Setting {
-            name: "GOOGLE_CLOUD_PROJECT",
-            default: "unset",
-            help: "project id; log trace ids become projects/PROJECT/traces/ID",
-        },
-    ];
+    pub const SETTINGS: &'static [Setting] =
+        &[Self::LOG_FORMAT, Self::RUST_LOG, Self::GOOGLE_CLOUD_PROJECT];
 
     /// Reads and validates the logging settings.
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let r = Reader::new(src);
-        let default = if r.raw("K_SERVICE").is_some() {
+        let default = if r.ambient("K_SERVICE").is_some() {
             "json"
         } else {
             "text"
         };
-        let format = match r.raw("LOG_FORMAT").as_deref().unwrap_or(default) {
+        let format = match r.raw(&Self::LOG_FORMAT).as_deref().unwrap_or(default) {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
@@ -75,14 +75,14 @@ impl TelemetryConfig {
                 ));
             }
         };
-        let filter = r.raw("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+        let filter: String = r.parse(&Self::RUST_LOG)?;
         if let Err(e) = EnvFilter::try_new(&filter) {
             return Err(ConfigError::invalid("RUST_LOG", filter, e.to_string()));
         }
         Ok(Self {
             format,
             filter,
-            project: r.raw("GOOGLE_CLOUD_PROJECT"),
+            project: r.raw(&Self::GOOGLE_CLOUD_PROJECT),
         })
     }
 }

@@ -9,10 +9,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
-use shared::auth::verifier::STRIPPED_SIGNATURE;
-use shared::auth::{AuthConfig, AuthError, Claims, Verifier};
-use shared::config::MapSource;
 use emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
+use shared::auth::verifier::STRIPPED_SIGNATURE;
+use shared::auth::{AuthConfig, AuthError, Claims, Signature, Verifier};
+use shared::config::MapSource;
 
 const AUD: &str = "https://called.example";
 const ISS: &str = "https://accounts.google.com";
@@ -109,7 +109,11 @@ fn parts(token: &str) -> Vec<&str> {
 async fn a_valid_token_is_accepted() {
     let e = env().await;
     let token = e.emu.mint(SA, AUD, HOUR);
-    let c = e.verifier.verify(&token, false).await.expect("valid");
+    let c = e
+        .verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("valid");
     assert_eq!(c.email.as_deref(), Some(SA));
     assert_eq!(c.email_verified, Some(true));
     assert_eq!(c.aud, AUD);
@@ -117,7 +121,10 @@ async fn a_valid_token_is_accepted() {
     assert!(c.sub.len() > 10 && c.sub.bytes().all(|b| b.is_ascii_digit()));
     assert_eq!(c.exp - c.iat, 3600);
     // The same token again: served from the cache, no new fetch.
-    e.verifier.verify(&token, false).await.expect("valid again");
+    e.verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("valid again");
     assert_eq!(e.emu.jwks_requests(), 1);
     assert_eq!(e.verifier.keys().fetch_count(), 1);
     assert!(e.verifier.ready().await);
@@ -131,7 +138,7 @@ async fn email_verified_may_be_a_string() {
         .mint_with(with(claims(), "email_verified", json!("true")));
     assert_eq!(
         e.verifier
-            .verify(&t, false)
+            .verify(&t, Signature::Required)
             .await
             .expect("ok")
             .email_verified,
@@ -142,7 +149,7 @@ async fn email_verified_may_be_a_string() {
         .mint_with(with(claims(), "email_verified", json!("false")));
     assert_eq!(
         e.verifier
-            .verify(&t, false)
+            .verify(&t, Signature::Required)
             .await
             .expect("ok")
             .email_verified,
@@ -151,7 +158,7 @@ async fn email_verified_may_be_a_string() {
     let t = e.emu.mint_with(without(claims(), "email_verified"));
     assert_eq!(
         e.verifier
-            .verify(&t, false)
+            .verify(&t, Signature::Required)
             .await
             .expect("ok")
             .email_verified,
@@ -160,7 +167,7 @@ async fn email_verified_may_be_a_string() {
     let t = e
         .emu
         .mint_with(with(claims(), "email_verified", json!("maybe")));
-    reason(e.verifier.verify(&t, false).await);
+    reason(e.verifier.verify(&t, Signature::Required).await);
 }
 
 #[tokio::test]
@@ -212,17 +219,26 @@ async fn claims_are_checked() {
     ];
     for (what, claims, expected) in cases {
         let token = e.emu.mint_with(claims);
-        let r = reason(e.verifier.verify(&token, false).await);
+        let r = reason(e.verifier.verify(&token, Signature::Required).await);
         assert!(r.contains(expected), "{what}: {r}");
         assert!(!r.contains(&token), "{what}: reason contains the token");
     }
     // Inside the 60 s skew: accepted.
     let t = e.emu.mint_with(with(claims(), "iat", json!(n + 30)));
-    e.verifier.verify(&t, false).await.expect("iat within skew");
+    e.verifier
+        .verify(&t, Signature::Required)
+        .await
+        .expect("iat within skew");
     let t = e.emu.mint_with(with(claims(), "exp", json!(n - 30)));
-    e.verifier.verify(&t, false).await.expect("exp within skew");
+    e.verifier
+        .verify(&t, Signature::Required)
+        .await
+        .expect("exp within skew");
     let t = e.emu.mint_with(with(claims(), "nbf", json!(n + 30)));
-    e.verifier.verify(&t, false).await.expect("nbf within skew");
+    e.verifier
+        .verify(&t, Signature::Required)
+        .await
+        .expect("nbf within skew");
 }
 
 #[tokio::test]
@@ -248,8 +264,8 @@ async fn malformed_tokens_are_rejected() {
         &format!("{}.!!.{}", p[0], p[2]),
         long.as_str(),
     ] {
-        reason(e.verifier.verify(bad, false).await);
-        reason(e.verifier.verify(bad, true).await);
+        reason(e.verifier.verify(bad, Signature::Required).await);
+        reason(e.verifier.verify(bad, Signature::StrippedByCloudRun).await);
     }
 }
 
@@ -262,24 +278,30 @@ async fn alg_none_and_foreign_algorithms_are_rejected() {
         let header = B64.encode(json!({"alg": alg, "kid": kid, "typ": "JWT"}).to_string());
         for sig in ["", "e30", STRIPPED_SIGNATURE] {
             let token = format!("{header}.{payload}.{sig}");
-            reason(e.verifier.verify(&token, false).await);
-            reason(e.verifier.verify(&token, true).await);
+            reason(e.verifier.verify(&token, Signature::Required).await);
+            reason(
+                e.verifier
+                    .verify(&token, Signature::StrippedByCloudRun)
+                    .await,
+            );
         }
     }
     // RSA-signed but claiming another algorithm in the header.
     let t = e
         .emu
         .sign_with_header(json!({"alg": "RS384", "kid": kid, "typ": "JWT"}), claims());
-    reason(e.verifier.verify(&t, false).await);
+    reason(e.verifier.verify(&t, Signature::Required).await);
     // ES256 is allowed only for EC keys; this kid is an RSA key.
     let header = B64.encode(json!({"alg": "ES256", "kid": kid, "typ": "JWT"}).to_string());
     let token = format!("{header}.{payload}.e30");
-    assert!(reason(e.verifier.verify(&token, false).await).contains("does not match"));
+    assert!(
+        reason(e.verifier.verify(&token, Signature::Required).await).contains("does not match")
+    );
     // No kid.
     let t = e
         .emu
         .sign_with_header(json!({"alg": "RS256", "typ": "JWT"}), claims());
-    assert!(reason(e.verifier.verify(&t, false).await).contains("kid"));
+    assert!(reason(e.verifier.verify(&t, Signature::Required).await).contains("kid"));
 }
 
 #[tokio::test]
@@ -297,7 +319,7 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
         let tag = aws_lc_rs::hmac::sign(&key, message.as_bytes());
         let token = format!("{message}.{}", B64.encode(tag.as_ref()));
-        let r = reason(e.verifier.verify(&token, false).await);
+        let r = reason(e.verifier.verify(&token, Signature::Required).await);
         assert!(r.contains("algorithm"), "{r}");
     }
 }
@@ -308,25 +330,32 @@ async fn forged_and_tampered_tokens_are_rejected() {
     let stranger = Emulator::new(EmulatorConfig::default());
     // Warm the cache.
     e.verifier
-        .verify(&e.emu.mint(SA, AUD, HOUR), false)
+        .verify(&e.emu.mint(SA, AUD, HOUR), Signature::Required)
         .await
         .expect("valid");
     // Known kid, signature from another key.
     let header = json!({"alg": "RS256", "kid": e.emu.current_kid(), "typ": "JWT"});
     let forged = stranger.sign_with_header(header, claims());
-    assert!(reason(e.verifier.verify(&forged, false).await).contains("signature"));
-    assert!(reason(e.verifier.verify(&forged, true).await).contains("signature"));
+    assert!(reason(e.verifier.verify(&forged, Signature::Required).await).contains("signature"));
+    assert!(
+        reason(
+            e.verifier
+                .verify(&forged, Signature::StrippedByCloudRun)
+                .await
+        )
+        .contains("signature")
+    );
     // Tampered payload: another principal under the original signature.
     let good = e.emu.mint(SA, AUD, HOUR);
     let p = parts(&good);
     let evil = B64.encode(with(claims(), "email", json!("admin@example.com")).to_string());
     let tampered = format!("{}.{evil}.{}", p[0], p[2]);
-    assert!(reason(e.verifier.verify(&tampered, false).await).contains("signature"));
+    assert!(reason(e.verifier.verify(&tampered, Signature::Required).await).contains("signature"));
     // Signature bytes flipped.
     let mut sig = B64.decode(p[2]).expect("sig");
     sig[10] ^= 1;
     let flipped = format!("{}.{}.{}", p[0], p[1], B64.encode(sig));
-    assert!(reason(e.verifier.verify(&flipped, false).await).contains("signature"));
+    assert!(reason(e.verifier.verify(&flipped, Signature::Required).await).contains("signature"));
 }
 
 #[tokio::test]
@@ -334,34 +363,34 @@ async fn unknown_kid_refetches_once_per_cooldown() {
     let e = env().await;
     let stranger = Emulator::new(EmulatorConfig::default());
     e.verifier
-        .verify(&e.emu.mint(SA, AUD, HOUR), false)
+        .verify(&e.emu.mint(SA, AUD, HOUR), Signature::Required)
         .await
         .expect("valid");
     assert_eq!(e.emu.jwks_requests(), 1);
     let unknown = stranger.mint(SA, AUD, HOUR);
     assert_eq!(
-        reason(e.verifier.verify(&unknown, false).await),
+        reason(e.verifier.verify(&unknown, Signature::Required).await),
         "unknown signing key"
     );
     assert_eq!(e.emu.jwks_requests(), 2, "one refetch for the unknown kid");
     // A flood within the cooldown, sequential and concurrent: no more fetches.
     for _ in 0..50 {
-        reason(e.verifier.verify(&unknown, false).await);
+        reason(e.verifier.verify(&unknown, Signature::Required).await);
     }
-    let flood = (0..50).map(|_| e.verifier.verify(&unknown, false));
+    let flood = (0..50).map(|_| e.verifier.verify(&unknown, Signature::Required));
     for r in futures_util::future::join_all(flood).await {
         reason(r);
     }
     assert_eq!(e.emu.jwks_requests(), 2, "cooldown holds");
     // Known keys still work meanwhile.
     e.verifier
-        .verify(&e.emu.mint(SA, AUD, HOUR), false)
+        .verify(&e.emu.mint(SA, AUD, HOUR), Signature::Required)
         .await
         .expect("valid");
     // After the cooldown, one more refetch.
     jump(Duration::from_secs(31)).await;
-    reason(e.verifier.verify(&unknown, false).await);
-    reason(e.verifier.verify(&unknown, false).await);
+    reason(e.verifier.verify(&unknown, Signature::Required).await);
+    reason(e.verifier.verify(&unknown, Signature::Required).await);
     assert_eq!(e.emu.jwks_requests(), 3);
 }
 
@@ -369,7 +398,7 @@ async fn unknown_kid_refetches_once_per_cooldown() {
 async fn concurrent_cold_requests_share_one_fetch() {
     let e = env().await;
     let token = e.emu.mint(SA, AUD, HOUR);
-    let all = (0..32).map(|_| e.verifier.verify(&token, false));
+    let all = (0..32).map(|_| e.verifier.verify(&token, Signature::Required));
     for r in futures_util::future::join_all(all).await {
         r.expect("valid");
     }
@@ -384,8 +413,12 @@ async fn stripped_signatures_only_in_platform_mode() {
         format!("{}.{}.{STRIPPED_SIGNATURE}", p[0], p[1])
     };
     let good = stripped(&e.emu.mint(SA, AUD, HOUR));
-    assert!(reason(e.verifier.verify(&good, false).await).contains("removed"));
-    let c = e.verifier.verify(&good, true).await.expect("platform mode");
+    assert!(reason(e.verifier.verify(&good, Signature::Required).await).contains("removed"));
+    let c = e
+        .verifier
+        .verify(&good, Signature::StrippedByCloudRun)
+        .await
+        .expect("platform mode");
     assert_eq!(c.email.as_deref(), Some(SA));
     // The claims are still checked.
     let n = now();
@@ -406,37 +439,57 @@ async fn stripped_signatures_only_in_platform_mode() {
         ("iat missing", without(claims(), "iat")),
     ] {
         let token = stripped(&e.emu.mint_with(bad));
-        let r = reason(e.verifier.verify(&token, true).await);
+        let r = reason(
+            e.verifier
+                .verify(&token, Signature::StrippedByCloudRun)
+                .await,
+        );
         assert!(!r.is_empty(), "{what}");
     }
     // Stripped tokens never touch the key set.
     assert_eq!(e.emu.jwks_requests(), 0);
     // A real signature in platform mode is verified.
     let real = e.emu.mint(SA, AUD, HOUR);
-    e.verifier.verify(&real, true).await.expect("signed");
+    e.verifier
+        .verify(&real, Signature::StrippedByCloudRun)
+        .await
+        .expect("signed");
     let forged = Emulator::new(EmulatorConfig::default()).sign_with_header(
         json!({"alg": "RS256", "kid": e.emu.current_kid(), "typ": "JWT"}),
         claims(),
     );
-    assert!(reason(e.verifier.verify(&forged, true).await).contains("signature"));
+    assert!(
+        reason(
+            e.verifier
+                .verify(&forged, Signature::StrippedByCloudRun)
+                .await
+        )
+        .contains("signature")
+    );
     // Lower-case or padded variants are not the marker.
     let p = parts(&real);
     let odd = format!("{}.{}.signature_removed_by_google", p[0], p[1]);
-    reason(e.verifier.verify(&odd, true).await);
+    reason(e.verifier.verify(&odd, Signature::StrippedByCloudRun).await);
 }
 
 #[tokio::test]
 async fn key_rotation_is_picked_up_without_restart() {
     let e = env().await;
     let before = e.emu.mint(SA, AUD, HOUR);
-    e.verifier.verify(&before, false).await.expect("old key");
+    e.verifier
+        .verify(&before, Signature::Required)
+        .await
+        .expect("old key");
     let old_kid = e.emu.current_kid();
     let new_kid = e.emu.rotate();
     assert_ne!(old_kid, new_kid);
     let after = e.emu.mint(SA, AUD, HOUR);
-    e.verifier.verify(&after, false).await.expect("new key");
     e.verifier
-        .verify(&before, false)
+        .verify(&after, Signature::Required)
+        .await
+        .expect("new key");
+    e.verifier
+        .verify(&before, Signature::Required)
         .await
         .expect("old key still published");
     assert_eq!(e.emu.jwks_requests(), 2);
@@ -448,25 +501,33 @@ async fn key_set_down_at_start_then_recovers() {
     e.emu.set_jwks_down(true);
     let token = e.emu.mint(SA, AUD, HOUR);
     assert!(matches!(
-        e.verifier.verify(&token, false).await,
+        e.verifier.verify(&token, Signature::Required).await,
         Err(AuthError::KeysUnavailable(_))
     ));
     assert!(!e.verifier.ready().await);
     assert!(!e.verifier.keys().has_keys());
     // Forged tokens are never accepted either.
     let forged = Emulator::new(EmulatorConfig::default()).mint(SA, AUD, HOUR);
-    assert!(e.verifier.verify(&forged, false).await.is_err());
+    assert!(
+        e.verifier
+            .verify(&forged, Signature::Required)
+            .await
+            .is_err()
+    );
     let fetches = e.emu.jwks_requests();
     assert_eq!(fetches, 1, "failure backoff: one attempt");
     e.emu.set_jwks_down(false);
     // Still inside the failure backoff: no new attempt, still unavailable.
     assert!(matches!(
-        e.verifier.verify(&token, false).await,
+        e.verifier.verify(&token, Signature::Required).await,
         Err(AuthError::KeysUnavailable(_))
     ));
     assert_eq!(e.emu.jwks_requests(), fetches);
     jump(Duration::from_secs(6)).await;
-    e.verifier.verify(&token, false).await.expect("recovered");
+    e.verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("recovered");
     assert!(e.verifier.ready().await);
     assert_eq!(e.emu.jwks_requests(), fetches + 1);
 }
@@ -479,18 +540,21 @@ async fn cached_keys_serve_while_the_key_set_is_down() {
     })
     .await;
     let token = e.emu.mint(SA, AUD, HOUR);
-    e.verifier.verify(&token, false).await.expect("valid");
+    e.verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("valid");
     e.emu.set_jwks_down(true);
     jump(Duration::from_secs(61)).await;
     // Stale: served at once, refreshed in the background (which fails).
     e.verifier
-        .verify(&token, false)
+        .verify(&token, Signature::Required)
         .await
         .expect("stale key served");
     eventually("a background refresh", || e.emu.jwks_requests() == 2).await;
     for _ in 0..20 {
         e.verifier
-            .verify(&token, false)
+            .verify(&token, Signature::Required)
             .await
             .expect("stale key served");
     }
@@ -502,18 +566,24 @@ async fn cached_keys_serve_while_the_key_set_is_down() {
     );
     jump(Duration::from_secs(6)).await;
     e.verifier
-        .verify(&token, false)
+        .verify(&token, Signature::Required)
         .await
         .expect("stale key served");
     eventually("a retry", || e.emu.jwks_requests() == 3).await;
     // Back up: the next retry succeeds and the set is fresh again.
     e.emu.set_jwks_down(false);
     jump(Duration::from_secs(6)).await;
-    e.verifier.verify(&token, false).await.expect("valid");
+    e.verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("valid");
     eventually("a successful refresh", || e.emu.jwks_requests() == 4).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     for _ in 0..5 {
-        e.verifier.verify(&token, false).await.expect("valid");
+        e.verifier
+            .verify(&token, Signature::Required)
+            .await
+            .expect("valid");
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(e.emu.jwks_requests(), 4, "fresh again");
@@ -527,14 +597,20 @@ async fn cache_control_max_age_is_honoured() {
     })
     .await;
     let token = e.emu.mint(SA, AUD, HOUR);
-    e.verifier.verify(&token, false).await.expect("valid");
+    e.verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("valid");
     jump(Duration::from_secs(100)).await;
-    e.verifier.verify(&token, false).await.expect("fresh");
+    e.verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("fresh");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(e.emu.jwks_requests(), 1, "still fresh at 100 s");
     jump(Duration::from_secs(30)).await;
     e.verifier
-        .verify(&token, false)
+        .verify(&token, Signature::Required)
         .await
         .expect("stale but served");
     eventually("a background refresh", || e.emu.jwks_requests() == 2).await;
@@ -563,7 +639,7 @@ async fn stalled_key_set_times_out_without_accepting() {
     let emu = Emulator::new(EmulatorConfig::default());
     let token = emu.mint(SA, AUD, HOUR);
     let started = std::time::Instant::now();
-    let r = verifier.verify(&token, false).await;
+    let r = verifier.verify(&token, Signature::Required).await;
     assert!(matches!(r, Err(AuthError::KeysUnavailable(_))), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(8));
 }
@@ -616,7 +692,11 @@ async fn identity_endpoint_behaves_like_google() {
         c["exp"].as_u64().expect("exp") - c["iat"].as_u64().expect("iat"),
         3600
     );
-    let v = e.verifier.verify(&standard, false).await.expect("verifies");
+    let v = e
+        .verifier
+        .verify(&standard, Signature::Required)
+        .await
+        .expect("verifies");
     assert_eq!(v.email, None);
 
     let full = get(e.addr, &format!("{q}&format=full"), true)
@@ -627,7 +707,11 @@ async fn identity_endpoint_behaves_like_google() {
     let c = payload(&full);
     assert_eq!(c["email"], SA);
     assert_eq!(c["email_verified"], true);
-    let v = e.verifier.verify(&full, false).await.expect("verifies");
+    let v = e
+        .verifier
+        .verify(&full, Signature::Required)
+        .await
+        .expect("verifies");
     assert_eq!(v.email.as_deref(), Some(SA));
     assert_eq!(v.sub, c["sub"].as_str().expect("sub"));
 
@@ -692,7 +776,7 @@ async fn identity_faults() {
     let r = get(e.addr, &q, true).await;
     assert_eq!(r.status(), 200);
     e.verifier
-        .verify(&r.text().await.expect("body"), false)
+        .verify(&r.text().await.expect("body"), Signature::Required)
         .await
         .expect("normal after one 403");
 
@@ -703,14 +787,14 @@ async fn identity_faults() {
     assert_ne!(garbage.split('.').count(), 3);
     let r = get(e.addr, &q, true).await;
     e.verifier
-        .verify(&r.text().await.expect("body"), false)
+        .verify(&r.text().await.expect("body"), Signature::Required)
         .await
         .expect("normal after garbage");
 
     e.emu.set_identity_fault(IdentityFault::Expired);
     let expired = get(e.addr, &q, true).await.text().await.expect("body");
     assert!(payload(&expired)["exp"].as_u64().expect("exp") < now());
-    assert!(reason(e.verifier.verify(&expired, false).await).contains("expired"));
+    assert!(reason(e.verifier.verify(&expired, Signature::Required).await).contains("expired"));
 
     e.emu.set_identity_fault(IdentityFault::Stall);
     let stalled = reqwest::Client::new()
@@ -742,7 +826,11 @@ async fn emulator_control_routes() {
         .as_str()
         .expect("token")
         .to_owned();
-    let c = e.verifier.verify(&token, false).await.expect("verifies");
+    let c = e
+        .verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("verifies");
     assert_eq!(c.email.as_deref(), Some("jane@example.com"));
     assert_eq!(c.email_verified, Some(true));
     assert_eq!(c.exp - c.iat, 120);
@@ -757,7 +845,11 @@ async fn emulator_control_routes() {
         .as_str()
         .expect("token")
         .to_owned();
-    let c = e.verifier.verify(&token, false).await.expect("verifies");
+    let c = e
+        .verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("verifies");
     assert_eq!(c.email_verified, Some(false));
 
     for bad in [
@@ -823,7 +915,11 @@ async fn google_client_library_reads_tokens_from_the_emulator() {
         .build()
         .expect("credentials");
     let token = creds.id_token().await.expect("id token");
-    let c = e.verifier.verify(&token, false).await.expect("verifies");
+    let c = e
+        .verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("verifies");
     assert_eq!(c.email.as_deref(), Some(SA));
 }
 
@@ -831,11 +927,17 @@ async fn google_client_library_reads_tokens_from_the_emulator() {
 async fn warm_verification_is_fast() {
     let e = env().await;
     let token = e.emu.mint(SA, AUD, HOUR);
-    e.verifier.verify(&token, false).await.expect("warm up");
+    e.verifier
+        .verify(&token, Signature::Required)
+        .await
+        .expect("warm up");
     let n = 200;
     let started = std::time::Instant::now();
     for _ in 0..n {
-        e.verifier.verify(&token, false).await.expect("valid");
+        e.verifier
+            .verify(&token, Signature::Required)
+            .await
+            .expect("valid");
     }
     let each = started.elapsed() / n;
     eprintln!("warm verification (debug build): {each:?} each");
@@ -884,12 +986,15 @@ async fn es256_keys_verify_only_es256_tokens() {
         format!("{message}.{}", B64.encode(sig.as_ref()))
     };
     let c = verifier
-        .verify(&sign("ES256"), false)
+        .verify(&sign("ES256"), Signature::Required)
         .await
         .expect("ES256 token");
     assert_eq!(c.email.as_deref(), Some(SA));
     // The key says ES256: an RS256 header on the same kid is refused.
-    assert!(reason(verifier.verify(&sign("RS256"), false).await).contains("does not match"));
+    assert!(
+        reason(verifier.verify(&sign("RS256"), Signature::Required).await)
+            .contains("does not match")
+    );
 }
 
 /// A remembered token (signature checked once) still goes through every claim check and needs
@@ -902,10 +1007,19 @@ async fn remembered_tokens_are_rechecked_and_die_with_their_key() {
         "iat",
         json!(now()),
     ));
-    e.verifier.verify(&short, false).await.expect("valid now");
+    e.verifier
+        .verify(&short, Signature::Required)
+        .await
+        .expect("valid now");
     let old = e.emu.mint(SA, AUD, HOUR);
-    e.verifier.verify(&old, false).await.expect("valid");
-    e.verifier.verify(&old, false).await.expect("remembered");
+    e.verifier
+        .verify(&old, Signature::Required)
+        .await
+        .expect("valid");
+    e.verifier
+        .verify(&old, Signature::Required)
+        .await
+        .expect("remembered");
     // Past exp + leeway (60 s), the remembered token is refused like any other.
     let strict = AuthConfig::from_source(&MapSource::from_pairs([
         ("AUTH_AUDIENCES", AUD),
@@ -915,9 +1029,12 @@ async fn remembered_tokens_are_rechecked_and_die_with_their_key() {
     ]))
     .expect("auth config");
     let strict = Verifier::new(&strict, reqwest::Client::new());
-    strict.verify(&short, false).await.expect("valid now");
+    strict
+        .verify(&short, Signature::Required)
+        .await
+        .expect("valid now");
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    assert!(reason(strict.verify(&short, false).await).contains("expired"));
+    assert!(reason(strict.verify(&short, Signature::Required).await).contains("expired"));
     // Rotate until the old key is no longer published; a token under the newest key makes the
     // verifier refetch the set; the remembered old token then fails with its key.
     for _ in 0..3 {
@@ -928,11 +1045,11 @@ async fn remembered_tokens_are_rechecked_and_die_with_their_key() {
     }
     let new = e.emu.mint(SA, AUD, HOUR);
     e.verifier
-        .verify(&new, false)
+        .verify(&new, Signature::Required)
         .await
         .expect("new key picked up");
     assert!(
-        e.verifier.verify(&old, false).await.is_err(),
+        e.verifier.verify(&old, Signature::Required).await.is_err(),
         "its key is gone"
     );
 }

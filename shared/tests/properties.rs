@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use emulator::{Emulator, EmulatorConfig};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value, json};
-use shared::auth::AuthConfig;
 use shared::auth::verifier::{STRIPPED_SIGNATURE, Verifier};
+use shared::auth::{AuthConfig, Signature};
 use shared::body::{parse_object, require_text};
 use shared::config::MapSource;
-use emulator::{Emulator, EmulatorConfig};
 
 /// Longest `"bar"` the services accept, in characters.
 const MAX_CHARS: usize = 1024;
@@ -255,7 +255,7 @@ fn fixture() -> &'static Fixture {
             AUDIENCE,
             Duration::from_secs(3600),
         );
-        for stripped in [false, true] {
+        for stripped in [Signature::Required, Signature::StrippedByCloudRun] {
             rt.block_on(verifier.verify(&good, stripped))
                 .expect("the unmutated token verifies");
         }
@@ -266,7 +266,7 @@ fn fixture() -> &'static Fixture {
 /// Verifies in both modes; `true` if either accepted.
 fn accepted(token: &str) -> bool {
     let f = fixture();
-    [false, true]
+    [Signature::Required, Signature::StrippedByCloudRun]
         .into_iter()
         .any(|stripped| f.rt.block_on(f.verifier.verify(token, stripped)).is_ok())
 }
@@ -385,6 +385,12 @@ fn stripped_signature_is_accepted_only_with_platform_mode() {
     let mut parts = f.good.split('.');
     let (h, p) = (parts.next().expect("h"), parts.next().expect("p"));
     let stripped = format!("{h}.{p}.{STRIPPED_SIGNATURE}");
-    assert!(f.rt.block_on(f.verifier.verify(&stripped, false)).is_err());
-    assert!(f.rt.block_on(f.verifier.verify(&stripped, true)).is_ok());
+    assert!(
+        f.rt.block_on(f.verifier.verify(&stripped, Signature::Required))
+            .is_err()
+    );
+    assert!(
+        f.rt.block_on(f.verifier.verify(&stripped, Signature::StrippedByCloudRun))
+            .is_ok()
+    );
 }

@@ -47,7 +47,7 @@ pub use google::GoogleAuthSource;
 pub use jwt::expiry_of;
 pub use metadata::{DEFAULT_METADATA_HOST, MetadataSource};
 
-use shared::config::{Env, Setting, Source};
+use shared::config::{Env, Source};
 
 /// An OIDC ID token (a compact JWT) and the time it expires.
 ///
@@ -215,26 +215,6 @@ impl FromStr for SourceKind {
         }
     }
 }
-
-/// The environment variables [`build_source`] reads (besides `TOKEN_SOURCE` and
-/// `GCE_METADATA_HOST`, which the service reads and passes in), plus those two, for `--help`.
-pub const SETTINGS: &[Setting] = &[
-    Setting {
-        name: "TOKEN_SOURCE",
-        default: "auto",
-        help: "where ID tokens come from: auto, metadata, service-account, impersonate, user",
-    },
-    Setting {
-        name: "GCE_METADATA_HOST",
-        default: "metadata.google.internal",
-        help: "host:port of the metadata server (an http:// prefix is accepted)",
-    },
-    Setting {
-        name: "GOOGLE_APPLICATION_CREDENTIALS",
-        default: "~/.config/gcloud/application_default_credentials.json",
-        help: "credentials file for TOKEN_SOURCE=auto, service-account (required), impersonate, user",
-    },
-];
 
 /// Builds the source for `kind`, reading `GOOGLE_APPLICATION_CREDENTIALS` and `HOME` from the
 /// process environment. See [`build_source_from`].

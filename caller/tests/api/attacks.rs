@@ -4,8 +4,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use serde_json::{Value, json};
 use emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
 
 use crate::helpers::{USER, problem, spawn_called, spawn_caller, spawn_chain, spawn_emulator};
 

@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use emulator::{Emulator, EmulatorConfig};
 use reqwest::Response;
 use serde_json::Value;
 use shared::config::MapSource;
-use emulator::{Emulator, EmulatorConfig};
 use tokio::sync::oneshot;
 
 /// The end user allowed to call the caller.

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use emulator::IdentityFault;
+use serde_json::json;
 
 use crate::helpers::{
     post, problem, spawn_called, spawn_caller, spawn_chain, spawn_emulator, user_token,

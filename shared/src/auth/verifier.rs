@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Deserializer};
 
 use crate::auth::keys::{KeySetCache, VerificationKey};
-use crate::auth::{AuthConfig, AuthError};
+use crate::auth::{AuthConfig, AuthError, Signature};
 
 /// The signature part Cloud Run puts in place of the real one after checking a token.
 pub const STRIPPED_SIGNATURE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
@@ -139,7 +139,7 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     ///
-    /// With `allow_stripped_signature` (platform mode) a token whose signature is exactly
+    /// With [`Signature::StrippedByCloudRun`] (platform mode) a token whose signature is exactly
     /// [`STRIPPED_SIGNATURE`] is accepted on its claims alone; any other signature is verified.
     ///
     /// A token whose signature was already verified (the exact same text, up to
@@ -154,7 +154,7 @@ impl Verifier {
     pub async fn verify(
         &self,
         token: &str,
-        allow_stripped_signature: bool,
+        signature_rule: Signature,
     ) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("token is too large"));
@@ -175,7 +175,7 @@ impl Verifier {
         }
 
         if signature == STRIPPED_SIGNATURE {
-            if !allow_stripped_signature {
+            if signature_rule == Signature::Required {
                 return Err(invalid(
                     "token signature was removed; such tokens are accepted only behind Cloud Run (AUTH_MODE=platform)",
                 ));

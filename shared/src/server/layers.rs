@@ -1,11 +1,10 @@
-//! The HTTP server both services run: common layers and a serve loop with a bounded drain.
+//! The common layers every service's routes run behind.
 //!
 //! Layers, outermost first: request id (`X-Request-Id`, generated when absent, echoed back) →
 //! request span and access log → load shedding (503 + `Retry-After` beyond
 //! `MAX_CONCURRENT_REQUESTS`, health routes exempt), early 413 on `Content-Length`, and a
 //! whole-request timeout → body limit → the service's routes → 404/405 problem fallbacks.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,10 +13,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
@@ -150,136 +146,4 @@ async fn observe(req: Request, next: Next) -> Response {
         }
     });
     res
-}
-
-/// Binds `0.0.0.0:port` (or any address), with a clear error naming the address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting (the listener
-/// is closed, so new connections are refused) and waits for in-flight requests for at most
-/// `grace`. Idle keep-alive connections are closed at once. Returns when drained or when the
-/// grace period is over.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send,
-    grace: Duration,
-    header_read_timeout: Duration,
-) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(remote));
-                    router.clone().oneshot(req.map(axum::body::Body::new))
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all in-flight requests finished"),
-        () = tokio::time::sleep(grace) => tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over with requests still in flight"),
-    }
-    Ok(())
-}
-
-/// What [`service_main`] needs to know of a service's settings.
-pub trait ServiceConfig {
-    /// Logging settings.
-    fn telemetry(&self) -> &crate::telemetry::TelemetryConfig;
-    /// `PORT`.
-    fn port(&self) -> u16;
-}
-
-/// The whole of a service binary's `main`: `--help`, settings (a bad one exits 2 before
-/// binding, naming the variable), telemetry, the runtime, bind `0.0.0.0:PORT`, then `run`
-/// until SIGTERM/SIGINT. Exit 0 after a clean drain, 1 on a runtime failure.
-pub fn service_main<C, Fut>(
-    name: &str,
-    help: fn() -> String,
-    load: fn(&dyn crate::config::Source) -> Result<C, crate::config::ConfigError>,
-    run: impl FnOnce(C, TcpListener) -> Fut,
-) -> std::process::ExitCode
-where
-    C: ServiceConfig,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    use std::process::ExitCode;
-
-    use crate::config::{Cli, Env, parse_cli};
-
-    match parse_cli(std::env::args()) {
-        Cli::Run => {}
-        Cli::Help => {
-            print!("{}", help());
-            return ExitCode::SUCCESS;
-        }
-        Cli::Unknown(arg) => {
-            eprintln!("{name}: unknown argument {arg:?}; settings are environment variables\n");
-            eprint!("{}", help());
-            return ExitCode::from(2);
-        }
-    }
-    let cfg = match load(&Env) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("{name}: {e}\n(run `{name} --help` for every setting)");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(cfg.telemetry());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{name}: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let addr = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, cfg.port()));
-        let listener = bind(addr).await?;
-        run(cfg, listener).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "{name} failed");
-            eprintln!("{name}: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }
