@@ -8,14 +8,25 @@ use super::authenticator::{Authenticator, Identity};
 use crate::problem::Problem;
 
 /// Extractor yielding the authenticated principal — the identity whose token this request
-/// carries (`None` only with `AUTH_MODE=off`). Rejects with a problem response (401/403/503).
-#[derive(Debug, Clone)]
-pub struct Principal(pub Option<Identity>);
+/// carries — and the end user it acts for, if any. Rejects with a problem response
+/// (401/403/503).
+#[derive(Debug, Clone, Default)]
+pub struct Principal {
+    /// Whoever presented the request's token; `None` only with `AUTH_MODE=off`.
+    pub identity: Option<Identity>,
+    /// The end user a trusted forwarder acts for (a verified `X-Forwarded-Authorization`).
+    pub on_behalf_of: Option<Identity>,
+}
 
 impl Principal {
     /// The principal's email, if authenticated.
     pub fn email(&self) -> Option<&str> {
-        self.0.as_ref().map(|p| p.email.as_str())
+        self.identity.as_ref().map(|p| p.email.as_str())
+    }
+
+    /// The email of the end user on whose behalf the principal acts, if any.
+    pub fn on_behalf_of_email(&self) -> Option<&str> {
+        self.on_behalf_of.as_ref().map(|p| p.email.as_str())
     }
 }
 
@@ -29,7 +40,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::from_ref(state);
         match auth.authenticate(&parts.headers).await {
-            Ok(p) => Ok(Principal(p)),
+            Ok(identity) => Ok(Principal {
+                identity,
+                on_behalf_of: None,
+            }),
             Err(e) => {
                 tracing::info!(reason = %e, "request rejected by authentication");
                 Err(e.into())
