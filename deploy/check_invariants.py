@@ -493,17 +493,17 @@ def forwarded(cfg: Config) -> list[str]:
     called, caller = service(cfg, "called"), service(cfg, "caller")
     if called is None or caller is None:
         return ["caller or called service missing"]
-    if env_text(cfg, called, "AUTH_FORWARDERS") != "google_service_account.caller.email":
-        errs.append(f"called AUTH_FORWARDERS is {env_text(cfg, called, 'AUTH_FORWARDERS')!r}, want google_service_account.caller.email")
-    fa, ca = env_text(cfg, called, "AUTH_FORWARDED_AUDIENCES"), env_text(cfg, caller, "AUTH_AUDIENCES")
-    if not fa or fa != ca:
-        errs.append(f"called AUTH_FORWARDED_AUDIENCES {fa!r} != caller AUTH_AUDIENCES {ca!r}")
     fm, cm = env_text(cfg, called, "AUTH_FORWARDED_MODE"), env_text(cfg, caller, "AUTH_MODE")
     iam = resolved(cfg, caller.body.get("invoker_iam_disabled", False))
     want = f'{iam}?"verify":"platform"'
     if fm != cm or fm != want:
         errs.append(f"called AUTH_FORWARDED_MODE resolves to {fm!r}, caller AUTH_MODE to {cm!r}; both must be {want!r} "
                     "(the caller's invoker_iam_disabled)")
+    if env_text(cfg, called, "AUTH_FORWARDERS") != "google_service_account.caller.email":
+        errs.append(f"called AUTH_FORWARDERS is {env_text(cfg, called, 'AUTH_FORWARDERS')!r}, want google_service_account.caller.email")
+    fa, ca = env_text(cfg, called, "AUTH_FORWARDED_AUDIENCES"), env_text(cfg, caller, "AUTH_AUDIENCES")
+    if not fa or fa != ca:
+        errs.append(f"called AUTH_FORWARDED_AUDIENCES {fa!r} != caller AUTH_AUDIENCES {ca!r}")
     raw = envs(called).get("AUTH_FORWARDED_MODE", {}).get("value")
     raw_caller = envs(caller).get("AUTH_MODE", {}).get("value")
     if raw is not None and (text(raw) != text(raw_caller) or not text(raw).startswith("local.")):
