@@ -70,10 +70,15 @@ echo "deploy: $( ((have_terraform)) && terraform version | head -n1), $("$hadoli
 if ((have_terraform)); then
   run "terraform fmt" terraform fmt -check -recursive -diff terraform/
 fi
-run "provider schema: terraform/" "$py" deploy/check_schema.py terraform
+run "provider schema: terraform/ against google 6.x and 7.x (deploy/schemas/)" "$py" deploy/check_schema.py terraform
 run "provider schema: self-test on deploy/fixtures/bad" "$py" deploy/check_schema.py --expect-fail deploy/fixtures/bad
 run "invariants: terraform/" "$py" deploy/check_invariants.py terraform
 run "invariants: self-test on deploy/fixtures/bad" "$py" deploy/check_invariants.py --expect-fail deploy/fixtures/bad
+
+# ---- README: the roles a first deployment needs ------------------------------------------
+run "README Deploy: the roles terraform/ needs are documented" "$py" deploy/check_docs.py README.md
+run_fails "README Deploy roles: self-test on deploy/fixtures/README.bad.md" \
+  "$py" deploy/check_docs.py deploy/fixtures/README.bad.md
 
 # ---- Dockerfile, Cloud Build, scripts -----------------------------------------------------
 run "hadolint Dockerfile" "$hadolint" --no-color Dockerfile
@@ -82,6 +87,8 @@ run "Dockerfile properties" "$py" deploy/check_dockerfile.py Dockerfile .dockeri
 run_fails "Dockerfile properties: self-test on deploy/fixtures/Dockerfile.bad" \
   "$py" deploy/check_dockerfile.py deploy/fixtures/Dockerfile.bad deploy/fixtures/dockerignore.bad
 run "cloudbuild.yaml matches the Dockerfile and terraform outputs" "$py" deploy/check_cloudbuild.py
+run_fails "cloudbuild.yaml: self-test on deploy/fixtures/cloudbuild.bad.yaml" \
+  "$py" deploy/check_cloudbuild.py deploy/fixtures/cloudbuild.bad.yaml
 run "shellcheck deploy/*.sh" "$shellcheck" deploy/check.sh deploy/smoke.sh
 
 # ---- the images themselves ----------------------------------------------------------------

@@ -6,7 +6,12 @@
   - every ${_X} it uses has a default in `substitutions` and is set by the build_command output;
   - the build has a timeout above Cloud Build's 10-minute default and logs to Cloud Logging only
     (required with the user-specified service account build_command passes);
-  - terraform's image paths (locals caller_image/called_image) are the same paths.
+  - terraform's image paths (locals caller_image_tagged/called_image_tagged) are the same paths;
+  - each build pulls the Rust image through mirror.gcr.io (Docker Hub's anonymous pull limit
+    hits Cloud Build's shared addresses): --build-arg=RUST_IMAGE=mirror.gcr.io/library/X,
+    X the Dockerfile's default docker.io/library/X, which stays usable for local builds.
+
+Usage: check_cloudbuild.py [CLOUDBUILD_YAML]   (default deploy/cloudbuild.yaml); exit 1 on a problem.
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ from tfparse import literal, load_dir, text  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     errs: list[str] = []
-    cb = yaml.safe_load((ROOT / "deploy" / "cloudbuild.yaml").read_text())
+    cb_path = Path(argv[1]) if len(argv) > 1 else ROOT / "deploy" / "cloudbuild.yaml"
+    cb = yaml.safe_load(cb_path.read_text())
     docker = (ROOT / "Dockerfile").read_text()
+    default = re.search(r"^ARG RUST_IMAGE=(\S+)$", docker, re.M)
+    default = default.group(1) if default else ""
+    if not default.startswith("docker.io/library/"):
+        errs.append(f"Dockerfile ARG RUST_IMAGE={default!r}: want a docker.io/library/ default (local builds)")
+    mirror = "mirror.gcr.io/library/" + default.removeprefix("docker.io/library/")
     targets = sorted(set(re.findall(r"^FROM \S+ AS (caller|called)$", docker, re.M)))
     if targets != ["called", "caller"]:
         errs.append(f"Dockerfile targets {targets}")
@@ -38,6 +49,8 @@ def main() -> int:
         tgt = next((a.split("=", 1)[1] for a in args if a.startswith("--target=")), None)
         tag = next((a.split("=", 1)[1] for a in args if a.startswith("--tag=")), None)
         tags[tgt] = tag
+        if f"--build-arg=RUST_IMAGE={mirror}" not in args:
+            errs.append(f"step {step.get('id')}: pull the Rust image through the mirror: --build-arg=RUST_IMAGE={mirror}")
         if args[-1] != ".":
             errs.append(f"step {step.get('id')}: the build context must be the repository root '.'")
     for t in ("caller", "called"):
@@ -46,7 +59,7 @@ def main() -> int:
             errs.append(f"no build step --target={t} --tag={want} (have {tags.get(t)})")
         if want not in cb.get("images", []):
             errs.append(f"images does not list {want}")
-    used = set(re.findall(r"\$\{(_[A-Z0-9_]+)\}", (ROOT / "deploy" / "cloudbuild.yaml").read_text()))
+    used = set(re.findall(r"\$\{(_[A-Z0-9_]+)\}", cb_path.read_text()))
     subs = set((cb.get("substitutions") or {}).keys())
     if used - subs:
         errs.append(f"substitutions without defaults: {sorted(used - subs)}")
@@ -61,13 +74,14 @@ def main() -> int:
     for s in used:
         if f"{s}=" not in cmd:
             errs.append(f"terraform output build_command does not set {s}")
-    for flag in ("--config=deploy/cloudbuild.yaml", "--ignore-file=deploy/gcloudignore", "--service-account="):
+    for flag in ("--config=deploy/cloudbuild.yaml", "--ignore-file=deploy/gcloudignore", "--service-account=",
+                 "--gcs-source-staging-dir=gs://${google_storage_bucket.build_source.name}/"):
         if flag not in cmd:
             errs.append(f"terraform output build_command lacks {flag}")
     for t in ("caller", "called"):
-        img = text(cfg.locals.get(f"{t}_image"))
+        img = text(cfg.locals.get(f"{t}_image_tagged"))
         if f"/${{var.name_prefix}}/{t}:${{var.image_tag}}" not in img:
-            errs.append(f"local.{t}_image {img} does not match the pushed path .../REPOSITORY/{t}:TAG")
+            errs.append(f"local.{t}_image_tagged {img} does not match the pushed path .../REPOSITORY/{t}:TAG")
     ignore = (ROOT / "deploy" / "gcloudignore").read_text().split()
     for must in ("terraform/", "target/", ".git"):
         if must not in ignore:
@@ -83,4 +97,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

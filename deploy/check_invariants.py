@@ -144,9 +144,9 @@ def iam_resources(cfg: Config, target: str) -> list[Block]:
 
 # ---- structural checks -----------------------------------------------------------------
 
-@check("public-access-opt-in",
-       "allUsers/allAuthenticatedUsers appear only in a resource gated by var.allow_unauthenticated_caller "
-       "(default false) that targets the caller")
+@check("no-public-members",
+       "no allUsers/allAuthenticatedUsers member anywhere; a public caller is its invoker check turned off "
+       "(var.allow_unauthenticated_caller, default false)")
 def public_access(cfg: Config) -> list[str]:
     errs = []
     v = cfg.variables.get("allow_unauthenticated_caller")
@@ -154,42 +154,34 @@ def public_access(cfg: Config) -> list[str]:
         errs.append("variable allow_unauthenticated_caller is missing")
     elif v.body.get("default") is not False:
         errs.append(f"variable allow_unauthenticated_caller must default to false, is {v.body.get('default')!r}")
-    places: list[tuple[str, object, Block | None]] = []
-    places += [(r.address, r.body, r) for r in cfg.resources + cfg.data]
-    places += [(f"local.{k}", x, None) for k, x in cfg.locals.items()]
-    places += [(f"output.{k}", o.body, None) for k, o in cfg.outputs.items()]
-    places += [(f"var.{k}.default", b.body.get("default"), None) for k, b in cfg.variables.items()]
-    for where, body, res in places:
+    places: list[tuple[str, object]] = []
+    places += [(r.address, r.body) for r in cfg.resources + cfg.data]
+    places += [(f"local.{k}", x) for k, x in cfg.locals.items()]
+    places += [(f"output.{k}", o.body) for k, o in cfg.outputs.items()]
+    places += [(f"var.{k}.default", b.body.get("default")) for k, b in cfg.variables.items()]
+    for where, body in places:
         for path, s in walk_strings(body):
-            if not any(p in s for p in PUBLIC):
-                continue
-            if res is None:
-                errs.append(f"{where}{path}: {s} outside any resource gated by {OPT_IN}")
-                continue
-            gate = text(res.body.get("count", "")) + text(res.body.get("for_each", ""))
-            if OPT_IN not in gate:
-                errs.append(f"{where}{path}: {s} in a resource whose count/for_each does not depend on {OPT_IN}")
-            elif not re.search(r"google_cloud_run_v2_service\.caller\.", text(res.body.get("name", ""))):
-                errs.append(f"{where}: the public grant must target the caller service only")
+            if any(p in s for p in PUBLIC):
+                errs.append(f"{where}{path}: {s}: use invoker_iam_disabled (Google's recommended way), not a public member")
     return errs
 
 
 @check("caller-private-by-default",
-       "the caller keeps the IAM invoker check, is invoked by var.caller_invokers, runs AUTH_MODE=platform "
-       "unless opened, then verify")
+       "the caller keeps the IAM invoker check unless var.allow_unauthenticated_caller, is invoked by "
+       "var.caller_invokers, runs AUTH_MODE=platform unless opened, then verify")
 def caller_private(cfg: Config) -> list[str]:
     errs = []
     svc = service(cfg, "caller")
     if svc is None:
         return ["google_cloud_run_v2_service.caller is missing"]
-    dis = svc.body.get("invoker_iam_disabled")
-    if dis is not None and dis is not False:
-        errs.append(f"caller sets invoker_iam_disabled = {text(dis)}: it must keep the IAM check")
+    dis = resolved(cfg, svc.body.get("invoker_iam_disabled", False))
+    if dis != OPT_IN:
+        errs.append(f"caller invoker_iam_disabled resolves to {dis!r}: want {OPT_IN} (IAM check on unless opened)")
     mode = env_text(cfg, svc, "AUTH_MODE")
     want = f'{OPT_IN}?"verify":"platform"'
     if mode != want:
         errs.append(f"caller AUTH_MODE resolves to {mode!r}, want {want!r} (platform behind IAM, verify when public)")
-    grants = [r for r in iam_resources(cfg, "caller") if "count" not in r.body]
+    grants = iam_resources(cfg, "caller")
     if not grants:
         errs.append("no run.invoker grant on the caller for var.caller_invokers")
     for r in grants:
@@ -274,11 +266,12 @@ def called_auth_mode(cfg: Config) -> list[str]:
 
 
 @check("no-plain-secrets",
-       "secrets reach containers only through value_source.secret_key_ref; no password in env values or outputs")
+       "secrets reach containers only through value_source.secret_key_ref; no password in env values, outputs, "
+       "plans or state (ephemeral random_password into password_wo / secret_data_wo)")
 def no_plain_secrets(cfg: Config) -> list[str]:
     errs = []
     secretish = re.compile(r"(DATABASE_URL|PASSWORD|SECRET|TOKEN$|PRIVATE_KEY|CREDENTIALS)")
-    leaky = re.compile(r"random_password\.|\.secret_data\b|google_sql_user\.\w+\.password|data\.google_secret_manager_secret_version")
+    leaky = re.compile(r"random_password\.|\.secret_data(_wo)?\b|google_sql_user\.\w+\.password|data\.google_secret_manager_secret_version")
     for svc in cfg.resources_of("google_cloud_run_v2_service"):
         for name, e in envs(svc).items():
             if "value" in e:
@@ -295,8 +288,16 @@ def no_plain_secrets(cfg: Config) -> list[str]:
         if db is None or not attr(db, "value_source", "secret_key_ref", "secret"):
             errs.append("called: DATABASE_URL must come from value_source.secret_key_ref")
     for u in cfg.resources_of("google_sql_user"):
-        if literal(u.body.get("password")) is not None:
-            errs.append(f"{u.address}: literal password in the configuration")
+        if "password" in u.body:
+            errs.append(f"{u.address}: password is stored in the state and shown to plans: use password_wo")
+        elif "ephemeral.random_password." not in text(u.body.get("password_wo")):
+            errs.append(f"{u.address}: password_wo should be an ephemeral random_password")
+    for sv in cfg.resources_of("google_secret_manager_secret_version"):
+        if "secret_data" in sv.body:
+            errs.append(f"{sv.address}: secret_data is stored in the state: use the write-only secret_data_wo")
+    for r in cfg.resources:
+        if r.type == "random_password":
+            errs.append(f"{r.address}: a random_password resource keeps the password in the state: use ephemeral")
     for n, o in cfg.outputs.items():
         t = resolve_locals(text(o.body.get("value")), cfg.locals)
         if leaky.search(t) and o.body.get("sensitive") is not True:
@@ -359,9 +360,13 @@ def cloudsql(cfg: Config) -> list[str]:
     if not any(mounts.get(n) == "/cloudsql" for n in vols):
         errs.append(f"called: the Cloud SQL volume must be mounted at /cloudsql (mounts: {mounts})")
     for sv in cfg.resources_of("google_secret_manager_secret_version"):
-        data = text(sv.body.get("secret_data"))
-        if "host=/cloudsql/${google_sql_database_instance." not in data or "random_password." not in data:
-            errs.append(f"{sv.address}: secret_data should be postgres://USER:${{random_password...}}@localhost/DB?host=/cloudsql/${{...connection_name}}")
+        data = text(sv.body.get("secret_data_wo"))
+        if "host=/cloudsql/${google_sql_database_instance." not in data or "ephemeral.random_password." not in data:
+            errs.append(f"{sv.address}: secret_data_wo should be postgres://USER:${{ephemeral.random_password...}}@localhost/DB?host=/cloudsql/${{...connection_name}}")
+    pool = envs(called).get("DATABASE_MAX_CONNECTIONS", {}).get("value")
+    if text(pool) != "tostring(local.db_connections_per_instance)":
+        errs.append(f"called DATABASE_MAX_CONNECTIONS is {text(pool)!r}, want tostring(local.db_connections_per_instance) "
+                    "(the tier's connections shared by max_instances)")
     caller = service(cfg, "caller")
     if caller is not None:
         for t in blocks(caller.body, "template"):
@@ -425,6 +430,176 @@ def audiences(cfg: Config) -> list[str]:
     return errs
 
 
+def references(v) -> set[tuple[str, str]]:
+    """(type, name) of every resource/data block a body refers to, depends_on included."""
+    out = set()
+    for _, s in walk_strings(v):
+        for m in re.finditer(r"(?<![\w.])(data\.)?((?:google|random|time)_\w+)\.(\w+)", s):
+            out.add(((m.group(1) or "") + m.group(2), m.group(3)))
+    return out
+
+
+@check("apis-enabled-before-use",
+       "a time_sleep waits after google_project_service (logging and storage included), and every other google "
+       "resource and data source depends on that wait, directly or through another")
+def apis_wait(cfg: Config) -> list[str]:
+    errs = []
+    apis = cfg.resources_of("google_project_service")
+    if not apis:
+        return ["no google_project_service"]
+    listed = " ".join(text(v) for v in cfg.locals.values()) + " ".join(text(a.body.get("for_each")) for a in apis)
+    for api in ("logging.googleapis.com", "storage.googleapis.com", "run.googleapis.com", "sqladmin.googleapis.com"):
+        if api not in listed:
+            errs.append(f"{api} is not enabled explicitly")
+    waits = [r for r in cfg.resources_of("time_sleep")
+             if any(t == "google_project_service" for t, _ in references(r.body.get("depends_on", [])))]
+    if not waits:
+        return errs + ["no time_sleep with depends_on = [google_project_service...]: the first resources race enablement"]
+    for w in waits:
+        if not re.fullmatch(r'"\d+s"', text(w.body.get("create_duration", ""))) or int(text(w.body["create_duration"])[1:-2]) < 60:
+            errs.append(f"{w.address}: create_duration {text(w.body.get('create_duration'))}, want at least 60s")
+    wait_keys = {("time_sleep", w.name) for w in waits}
+    blocks_by_key = {(r.type, r.name): r for r in cfg.resources}
+    blocks_by_key |= {("data." + r.type, r.name): r for r in cfg.data}
+    # locals used in a body count as references too
+    def deps(body) -> set[tuple[str, str]]:
+        return references(resolve_locals(text(body), cfg.locals))
+    memo: dict = {}
+
+    def waits_for(key, seen=()) -> bool:
+        if key in wait_keys:
+            return True
+        if key in memo or key in seen:
+            return memo.get(key, False)
+        blk = blocks_by_key.get(key)
+        ok = blk is not None and any(waits_for(d, seen + (key,)) for d in deps(blk.body))
+        memo[key] = ok
+        return ok
+
+    for key, blk in blocks_by_key.items():
+        t = key[0].removeprefix("data.")
+        if not t.startswith("google_") or t == "google_project_service":
+            continue
+        if not waits_for(key):
+            errs.append(f"{blk.address} does not depend on the API wait ({', '.join(sorted(n for _, n in wait_keys))})")
+    return errs
+
+
+@check("forwarded-identity-follows-caller-iam",
+       "called trusts exactly the caller's account to forward end users (AUTH_FORWARDERS), for the caller's own "
+       "audiences, and AUTH_FORWARDED_MODE is the caller's AUTH_MODE (one local); nothing sets AUTH_PLATFORM_TRUSTED")
+def forwarded(cfg: Config) -> list[str]:
+    errs = []
+    called, caller = service(cfg, "called"), service(cfg, "caller")
+    if called is None or caller is None:
+        return ["caller or called service missing"]
+    fm, cm = env_text(cfg, called, "AUTH_FORWARDED_MODE"), env_text(cfg, caller, "AUTH_MODE")
+    iam = resolved(cfg, caller.body.get("invoker_iam_disabled", False))
+    want = f'{iam}?"verify":"platform"'
+    if fm != cm or fm != want:
+        errs.append(f"called AUTH_FORWARDED_MODE resolves to {fm!r}, caller AUTH_MODE to {cm!r}; both must be {want!r} "
+                    "(the caller's invoker_iam_disabled)")
+    if env_text(cfg, called, "AUTH_FORWARDERS") != "google_service_account.caller.email":
+        errs.append(f"called AUTH_FORWARDERS is {env_text(cfg, called, 'AUTH_FORWARDERS')!r}, want google_service_account.caller.email")
+    fa, ca = env_text(cfg, called, "AUTH_FORWARDED_AUDIENCES"), env_text(cfg, caller, "AUTH_AUDIENCES")
+    if not fa or fa != ca:
+        errs.append(f"called AUTH_FORWARDED_AUDIENCES {fa!r} != caller AUTH_AUDIENCES {ca!r}")
+    raw = envs(called).get("AUTH_FORWARDED_MODE", {}).get("value")
+    raw_caller = envs(caller).get("AUTH_MODE", {}).get("value")
+    if raw is not None and (text(raw) != text(raw_caller) or not text(raw).startswith("local.")):
+        errs.append(f"called AUTH_FORWARDED_MODE ({text(raw)}) and caller AUTH_MODE ({text(raw_caller)}) must be the same local")
+    for svc in (called, caller):
+        if "AUTH_PLATFORM_TRUSTED" in envs(svc):
+            errs.append(f"{svc.address}: AUTH_PLATFORM_TRUSTED must not be set (Cloud Run sets K_SERVICE)")
+    return errs
+
+
+@check("database-least-privilege",
+       "Cloud SQL takes encrypted connections only; cloudsql.client is conditioned on the one instance; the build "
+       "account reads only its source bucket")
+def db_least_privilege(cfg: Config) -> list[str]:
+    errs = []
+    insts = cfg.resources_of("google_sql_database_instance")
+    if not insts:
+        errs.append("no Cloud SQL instance")
+    for i in insts:
+        if literal(attr(i.body, "settings", "ip_configuration", "ssl_mode")) != "ENCRYPTED_ONLY":
+            errs.append(f"{i.address}: settings.ip_configuration.ssl_mode must be ENCRYPTED_ONLY")
+    clients = [r for r in cfg.resources if "roles/cloudsql.client" in text(r.body.get("role", ""))]
+    if not clients:
+        errs.append("no roles/cloudsql.client grant")
+    for r in clients:
+        cond = blocks(r.body, "condition")
+        expr_ = text(cond[0].get("expression")) if cond else ""
+        if not re.search(r"resource\.name == 'projects/\$\{var\.project_id\}/instances/\$\{google_sql_database_instance\.\w+\.name\}'", expr_) \
+                or "sqladmin.googleapis.com/Instance" not in expr_:
+            errs.append(f"{r.address}: needs condition {{ expression = \"resource.name == 'projects/${{var.project_id}}/instances/"
+                        f"${{google_sql_database_instance.X.name}}' && resource.type == 'sqladmin.googleapis.com/Instance'\" }}")
+    for r in cfg.resources_of("google_project_iam_member"):
+        roles = text(r.body.get("role", "")) + text(r.body.get("for_each", ""))
+        if re.search(r"roles/storage\.", roles):
+            errs.append(f"{r.address}: project-wide {roles}: grant storage roles on the build's source bucket only")
+    if not any(member_sa(r.body.get("member")) == "build" and "roles/storage.objectViewer" in text(r.body.get("role"))
+               for r in cfg.resources_of("google_storage_bucket_iam_member")):
+        errs.append("the build account needs roles/storage.objectViewer on its source bucket (google_storage_bucket_iam_member)")
+    return errs
+
+
+@check("images-by-digest",
+       "each service runs its image by digest (the repository's tag resolved by a data source), and the repository "
+       "has a cleanup policy that keeps the most recent versions")
+def images(cfg: Config) -> list[str]:
+    errs = []
+    for name in ("caller", "called"):
+        svc = service(cfg, name)
+        if svc is None:
+            errs.append(f"{name} service missing")
+            continue
+        imgs = [resolved(cfg, c.get("image")) for c in containers(svc)]
+        want = f"coalesce(var.{name}_image,data.google_artifact_registry_docker_image.{name}.self_link)"
+        if imgs != [want]:
+            errs.append(f"{svc.address}: image resolves to {imgs}, want {want} (the pushed tag's digest)")
+    repos = cfg.resources_of("google_artifact_registry_repository")
+    for r in repos:
+        keeps = [c for c in blocks(r.body, "cleanup_policies")
+                 if literal(c.get("action")) == "KEEP" and attr(c, "most_recent_versions", "keep_count") is not None]
+        if not keeps:
+            errs.append(f"{r.address}: no cleanup policy that keeps the most recent versions")
+        if r.body.get("cleanup_policy_dry_run", False) is not False:
+            errs.append(f"{r.address}: cleanup_policy_dry_run must be false (a dry run deletes nothing)")
+    if not repos:
+        errs.append("no Artifact Registry repository")
+    return errs
+
+
+@check("private-hop-opt-in",
+       "var.called_private (default false) puts called on internal ingress and the caller on Direct VPC egress "
+       "(ALL_TRAFFIC) into a subnet with Private Google Access; otherwise ingress stays ALL")
+def private_hop(cfg: Config) -> list[str]:
+    errs = []
+    v = cfg.variables.get("called_private")
+    if v is None or v.body.get("default") is not False:
+        return ["variable called_private (bool, default false) is missing"]
+    called, caller = service(cfg, "called"), service(cfg, "caller")
+    if called is None or caller is None:
+        return ["caller or called service missing"]
+    ing = resolved(cfg, called.body.get("ingress"))
+    if ing != 'var.called_private?"INGRESS_TRAFFIC_INTERNAL_ONLY":"INGRESS_TRAFFIC_ALL"':
+        errs.append(f"called ingress {ing!r} should be var.called_private ? INTERNAL_ONLY : ALL")
+    dyn = [body for t in blocks(caller.body, "template") for d in t.get("dynamic", [])
+           for k, body in d.items() if k != "__is_block__" and k.strip('"') == "vpc_access"]
+    if not dyn or "var.called_private" not in text(dyn[0].get("for_each")):
+        errs.append("caller: no dynamic vpc_access gated by var.called_private")
+    else:
+        content = dyn[0]["content"][0]
+        if literal(content.get("egress")) != "ALL_TRAFFIC" or not blocks(content, "network_interfaces"):
+            errs.append("caller vpc_access must be Direct VPC egress (network_interfaces) with egress ALL_TRAFFIC")
+    subnets = cfg.resources_of("google_compute_subnetwork")
+    if not subnets or not all(s_.body.get("private_ip_google_access") is True for s_ in subnets):
+        errs.append("the caller's subnet needs private_ip_google_access = true (run.app and Google APIs from inside)")
+    return errs
+
+
 # ---- semantic checks with `terraform console` ------------------------------------------
 
 BASE_VARS = {
@@ -433,9 +608,16 @@ BASE_VARS = {
 }
 PROJECT_NUMBER = "123456789012"
 PROBE = ("jsonencode({called_auth_mode = local.called_auth_mode, called_iam_disabled = local.called_invoker_iam_disabled,"
-         " caller_auth_mode = local.caller_auth_mode, caller_allowed = local.caller_allowed_principals,"
+         " caller_auth_mode = local.caller_auth_mode, caller_iam_disabled = local.caller_invoker_iam_disabled,"
+         " caller_allowed = local.caller_allowed_principals,"
          " called_audience = local.called_audience, caller_audience = local.caller_audience,"
-         " caller_audiences = local.caller_audiences, caller_image = local.caller_image, called_image = local.called_image})")
+         " caller_audiences = local.caller_audiences, caller_image = local.caller_image_tagged,"
+         " called_image = local.called_image_tagged})")
+DB_PROBE = ("jsonencode([local.db_max_connections, local.db_reserved_connections, local.db_connections_per_instance])")
+# Cloud SQL for PostgreSQL's documented default max_connections per tier (memory), and each
+# tier's largest max_instances that must still be accepted (at least the default, 3).
+DB_TIERS = {"db-f1-micro": 25, "db-g1-small": 50, "db-custom-1-3840": 100, "db-custom-16-131072": 1000}
+MAX_INSTANCES = range(1, 101)  # variables.tf: 1..100
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -508,6 +690,8 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
             ("called_invoker_iam_disabled=true", off["called_iam_disabled"], True),
             ("called_invoker_iam_disabled=true", off["called_auth_mode"], "verify"),
             ("called_invoker_iam_disabled=true", off["caller_auth_mode"], "platform"),
+            ("default", d["caller_iam_disabled"], False),
+            ("allow_unauthenticated_caller=true", pub["caller_iam_disabled"], True),
             ("allow_unauthenticated_caller=true", pub["caller_auth_mode"], "verify"),
             ("allow_unauthenticated_caller=true", pub["called_auth_mode"], "platform"),
         ]
@@ -515,7 +699,8 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
             if have != want:
                 errs.append(f"{case}: got {have!r}, want {want!r}")
     results.append(("locals-auth-modes",
-                     "evaluated: called AUTH_MODE platform/verify follows called_invoker_iam_disabled; caller verify only when public",
+                     "evaluated: called AUTH_MODE platform/verify follows called_invoker_iam_disabled; caller (and called's "
+                     "AUTH_FORWARDED_MODE) verify only when public, with the caller's invoker check off",
                      errs))
 
     # 2. principals, audiences and images
@@ -556,6 +741,9 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
         ("called_image", "europe-west1-docker.pkg.dev/p/r/called"),
         ("max_instances", "0"),
         ("caller_extra_audiences", '["a,b"]'),
+        ("max_instances", "6"),  # db-f1-micro: 25 connections
+        ("images_to_keep", "1"),
+        ("private_subnet_cidr", "10.8.0.0/28"),
     ]
 
     def rejected(item):
@@ -570,10 +758,54 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
     if "Error" in err:
         errs.append(f"good values were rejected: {err.strip()[:300]}")
     results.append(("validations-reject-bad-values",
-                    f"terraform refuses {len(bad)} bad settings (public or group invokers, bad ids, tiers, images) and accepts good ones",
+                    f"terraform refuses {len(bad)} bad settings (public or group invokers, bad ids, tiers, images, "
+                    "too many instances for the tier) and accepts good ones",
                     errs))
 
-    # 4. the example tfvars file is valid as shipped
+    # 4. database connections: for every tier and every max_instances terraform accepts,
+    # twice (a rollout's old and new revision) the pool times the instances fits the tier
+    def db_case(item):
+        tier, n = item
+        out, err = con.run(DB_PROBE, {**BASE_VARS, "db_tier": tier, "max_instances": str(n)})
+        if "Invalid value for variable" in err and 'variable "max_instances"' in err:
+            return tier, n, None, ""
+        try:
+            return tier, n, json.loads(json.loads(out)), ""
+        except Exception:  # noqa: BLE001
+            return tier, n, None, (err.strip() or out)[:300]
+
+    errs = []
+    cases = [(t, n) for t in DB_TIERS for n in MAX_INSTANCES]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(db_case, cases))
+    accepted: dict[str, int] = {}
+    for tier, n, vals, err in outcomes:
+        if err:
+            errs.append(f"db_tier={tier} max_instances={n}: {err}")
+            continue
+        if vals is None:
+            continue
+        limit, reserved, per = vals
+        accepted[tier] = max(accepted.get(tier, 0), n)
+        if limit != DB_TIERS[tier]:
+            errs.append(f"db_tier={tier}: local.db_max_connections = {limit}, Cloud SQL's default is {DB_TIERS[tier]}")
+        if reserved < 3:
+            errs.append(f"db_tier={tier}: {reserved} reserved connections, PostgreSQL keeps 3 for superusers")
+        if per < 1 or 2 * n * per > limit - reserved:
+            errs.append(f"db_tier={tier} max_instances={n}: pool {per} x {n} instances x 2 (rollout) = {2 * n * per} "
+                        f"> {limit} - {reserved} reserved, yet terraform accepts it")
+    for tier in DB_TIERS:
+        if accepted.get(tier, 0) < 3:
+            errs.append(f"db_tier={tier}: the default max_instances (3) is refused")
+    if len(errs) > 8:
+        errs = errs[:8] + [f"... and {len(errs) - 8} more"]
+    results.append(("db-connections-fit-the-tier",
+                    f"evaluated for {len(DB_TIERS)} tiers x max_instances 1..100: every accepted setting gives called a "
+                    "DATABASE_MAX_CONNECTIONS whose product with the instances (twice, for a rollout) fits the tier's "
+                    "connections less the reserved ones; the rest is refused",
+                    errs))
+
+    # 5. the example tfvars file is valid as shipped
     example = folder / "terraform.tfvars.example"
     errs = []
     if not example.exists():

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Check Terraform files against the provider schema in deploy/provider-schema.json.
+"""Check Terraform files against the provider schemas in deploy/schemas/*.json.
 
-For every .tf file in the folder (default: terraform/):
-  - each resource and data-source type exists in the pinned google/random provider;
+Each schema file is one set of provider versions (google 6.50 and google 7.41, each with
+random and time): the configuration must be valid against every set, so that every
+argument used exists in both major versions that versions.tf admits. For every .tf file in
+the folder (default: terraform/) and every set:
+  - each resource, data-source and ephemeral-resource type exists in the google/random/time provider;
   - each argument and nested block (recursively, `dynamic` blocks included) exists, an
     argument is written as an argument and a block as a block;
   - required arguments and blocks are present (at every level);
-  - every reference TYPE.NAME.ATTR / data.TYPE.NAME.ATTR names a declared resource and an
+  - every reference TYPE.NAME.ATTR / data.TYPE.NAME.ATTR / ephemeral.TYPE.NAME.ATTR names a declared block and an
     attribute that type has; every var.X and local.X is declared;
   - the provider arguments exist, and versions.tf's constraints admit the schema's versions.
 
@@ -25,15 +28,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tfparse import BLOCK_MARK, Config, is_block_list, load_dir, unquote, walk_strings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = Path(__file__).resolve().parent / "provider-schema.json"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 META_ARGS = {"count", "for_each", "depends_on", "provider"}
 META_BLOCKS = {"lifecycle", "provisioner", "connection"}
-REF = re.compile(r"(?<![\w.\"/])(data\.)?((?:google|random)_\w+)\.(\w+)(?:\[[^\]]*\])?(?:\.(\w+))?")
+REF = re.compile(r"(?<![\w.\"/])(data\.|ephemeral\.)?((?:google|random|time)_\w+)\.(\w+)(?:\[[^\]]*\])?(?:\.(\w+))?")
 
 
-def load_schema() -> dict:
-    return json.loads(SCHEMA.read_text())
+def load_schemas() -> dict[str, dict]:
+    """set name -> schema, one per deploy/schemas/*.json."""
+    files = sorted(SCHEMA_DIR.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no schema files in {SCHEMA_DIR}: run deploy/extract-schema.py")
+    return {f.stem: json.loads(f.read_text()) for f in files}
+
+
+def versions_of(schema: dict) -> str:
+    return ", ".join(f"{k} {v['version']}" for k, v in schema["providers"].items())
 
 
 def provider_of(tf_type: str) -> str:
@@ -138,7 +149,7 @@ def check_versions(cfg: Config, schema: dict, errors: list[str]) -> None:
                 if want_src and src != want_src:
                     errors.append(f"versions: provider {name} source {src!r}, schema is for {want_src!r}")
     for name, prov in schema["providers"].items():
-        used = any(provider_of(r.type) == name for r in cfg.resources + cfg.data)
+        used = any(provider_of(r.type) == name for r in cfg.resources + cfg.data + cfg.ephemeral)
         if not used:
             continue
         if name not in found or not found[name]:
@@ -146,14 +157,15 @@ def check_versions(cfg: Config, schema: dict, errors: list[str]) -> None:
         elif not admits(found[name], prov["version"]):
             errors.append(
                 f"versions: constraint {name} {found[name]!r} does not admit {prov['version']}, the version "
-                f"deploy/provider-schema.json was extracted from (update both together)")
+                f"deploy/schemas/{schema.get('set', '?')}.json was extracted from (update both together)")
 
 
 def check_references(cfg: Config, schema: dict, errors: list[str]) -> None:
     declared = {("resource", r.type, r.name): r for r in cfg.resources}
     declared |= {("data", r.type, r.name): r for r in cfg.data}
+    declared |= {("ephemeral", r.type, r.name): r for r in cfg.ephemeral}
     sources: list[tuple[str, object]] = []
-    for r in cfg.resources + cfg.data:
+    for r in cfg.resources + cfg.data + cfg.ephemeral:
         sources.append((r.address, r.body))
     for n, o in cfg.outputs.items():
         sources.append((f"output.{n}", o.body))
@@ -173,10 +185,10 @@ def check_references(cfg: Config, schema: dict, errors: list[str]) -> None:
             # string literals inside expressions ("roles/run.invoker") are not references
             code = re.sub(r'"(?:[^"\\$]|\\.|\$(?!\{))*"', '""', code) if "${" in s else s
             for m in REF.finditer(code):
-                kind = "data" if m.group(1) else "resource"
+                kind = m.group(1).rstrip(".") if m.group(1) else "resource"
                 tf_type, name, attr = m.group(2), m.group(3), m.group(4)
                 if (kind, tf_type, name) not in declared:
-                    errors.append(f"{where}: reference to undeclared {'data.' if kind == 'data' else ''}{tf_type}.{name}")
+                    errors.append(f"{where}: reference to undeclared {m.group(1) or ''}{tf_type}.{name}")
                     continue
                 sch = schema["providers"].get(provider_of(tf_type), {}).get("schemas", {}).get(f"{kind}.{tf_type}")
                 if attr and sch and attr not in sch["attributes"]:
@@ -189,24 +201,23 @@ def check_references(cfg: Config, schema: dict, errors: list[str]) -> None:
                     errors.append(f"{where}: local.{m.group(1)} is not declared")
 
 
-def check(folder: Path) -> list[str]:
-    schema = load_schema()
+def check(folder: Path, schema: dict) -> list[str]:
     cfg = load_dir(folder)
     errors: list[str] = []
     for kind, fname in cfg.other:
         if kind not in ("module", "check", "moved", "import", "removed"):
             errors.append(f"{fname}: unknown top-level block {kind}")
-    for r in cfg.resources + cfg.data:
+    for r in cfg.resources + cfg.data + cfg.ephemeral:
         prov_name = provider_of(r.type)
         prov = schema["providers"].get(prov_name)
         where = f"{r.file}: {r.address}"
         if prov is None:
-            errors.append(f"{where}: provider {prov_name!r} is not in deploy/provider-schema.json")
+            errors.append(f"{where}: provider {prov_name!r} is not in deploy/schemas/{schema.get('set', '?')}.json")
             continue
         key = f"{r.kind}.{r.type}"
         sch = prov["schemas"].get(key)
         if sch is None:
-            if r.type in prov["all_types"][r.kind]:
+            if r.type in prov["all_types"].get(r.kind, []):
                 errors.append(f"{where}: {r.kind} type exists in {prov_name} {prov['version']} but its schema "
                               f"is not extracted: run python3 deploy/extract-schema.py")
             else:
@@ -234,19 +245,25 @@ EXPECTED_IN_BAD_FIXTURE = {
     "required block missing": r"required block replication is missing",
     "unknown attribute in a reference": r"has no attribute url",
     "undeclared variable": r"var\.undeclared is not declared",
-    "provider version constraint": r"does not admit 6\.",
+    "provider version constraint": r"does not admit \d",
+    "ephemeral type unknown": r"no ephemeral type random_passwd",
+}
+# ...and per set: an argument that exists in one major version only.
+EXPECTED_IN_SET = {
+    "google-6": {"argument that only google 7.x has": r"no argument named iap_enabled"},
 }
 
 
 def selftest(folder: Path) -> int:
-    errors = check(folder)
     passed = failed = 0
-    for what, pattern in EXPECTED_IN_BAD_FIXTURE.items():
-        hit = next((e for e in errors if re.search(pattern, e)), None)
-        print(f"selftest: {'ok (fails as it must)' if hit else 'NOT DETECTED':22} schema {what}"
-              + (f"  ({hit})" if hit else ""))
-        passed += hit is not None
-        failed += hit is None
+    for set_name, schema in load_schemas().items():
+        errors = check(folder, schema)
+        for what, pattern in {**EXPECTED_IN_BAD_FIXTURE, **EXPECTED_IN_SET.get(set_name, {})}.items():
+            hit = next((e for e in errors if re.search(pattern, e)), None)
+            print(f"selftest: {'ok (fails as it must)' if hit else 'NOT DETECTED':22} schema {set_name}: {what}"
+                  + (f"  ({hit})" if hit else ""))
+            passed += hit is not None
+            failed += hit is None
     print(f"selftest: {passed} passed, {failed} failed ({folder})")
     return 0 if failed == 0 else 1
 
@@ -255,18 +272,19 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "--expect-fail":
         return selftest(Path(argv[2]))
     folder = Path(argv[1]) if len(argv) > 1 else ROOT / "terraform"
-    errors = check(folder)
-    for e in errors:
-        print(f"schema: {e}")
-    schema = load_schema()
-    versions = ", ".join(f"{k} {v['version']}" for k, v in schema["providers"].items())
-    if errors:
-        print(f"schema: {len(errors)} problem(s) in {folder} (against {versions})")
-        return 1
     cfg = load_dir(folder)
-    print(f"schema: {folder.name}/ OK: {len(cfg.resources)} resources, {len(cfg.data)} data sources "
-          f"checked against {versions}")
-    return 0
+    bad = 0
+    for set_name, schema in load_schemas().items():
+        errors = check(folder, schema)
+        for e in errors:
+            print(f"schema: {set_name}: {e}")
+        if errors:
+            print(f"schema: {len(errors)} problem(s) in {folder} against {versions_of(schema)}")
+            bad += 1
+        else:
+            print(f"schema: {folder.name}/ OK: {len(cfg.resources)} resources, {len(cfg.data)} data sources, "
+                  f"{len(cfg.ephemeral)} ephemeral resources checked against {versions_of(schema)}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ BLOCK_MARK = "__is_block__"
 
 @dataclass
 class Block:
-    """One labelled top-level block: resource, data, variable, output, provider, module."""
+    """One labelled top-level block: resource, data, ephemeral, variable, output, provider, module."""
 
     kind: str
-    type: str  # resource/data type; "" for variables/outputs
+    type: str  # resource/data/ephemeral type; "" for variables/outputs
     name: str
     body: dict
     file: str
@@ -36,8 +36,8 @@ class Block:
     def address(self) -> str:
         if self.kind == "resource":
             return f"{self.type}.{self.name}"
-        if self.kind == "data":
-            return f"data.{self.type}.{self.name}"
+        if self.kind in ("data", "ephemeral"):
+            return f"{self.kind}.{self.type}.{self.name}"
         return f"{self.kind}.{self.name}"
 
 
@@ -46,6 +46,7 @@ class Config:
     folder: Path
     resources: list[Block] = field(default_factory=list)
     data: list[Block] = field(default_factory=list)
+    ephemeral: list[Block] = field(default_factory=list)
     variables: dict[str, Block] = field(default_factory=dict)
     outputs: dict[str, Block] = field(default_factory=dict)
     locals: dict[str, Any] = field(default_factory=dict)
@@ -74,11 +75,11 @@ def load_file(path: Path, cfg: Config) -> None:
     fname = path.name
     for kind, entries in doc.items():
         for entry in entries:
-            if kind in ("resource", "data"):
+            if kind in ("resource", "data", "ephemeral"):
                 for t, named in entry.items():
                     for n, body in named.items():
                         blk = Block(kind, unquote(t), unquote(n), body, fname)
-                        (cfg.resources if kind == "resource" else cfg.data).append(blk)
+                        {"resource": cfg.resources, "data": cfg.data, "ephemeral": cfg.ephemeral}[kind].append(blk)
             elif kind in ("variable", "output"):
                 for n, body in entry.items():
                     blk = Block(kind, "", unquote(n), body, fname)

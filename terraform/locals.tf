@@ -21,9 +21,15 @@ locals {
   called_invoker_iam_disabled = var.called_invoker_iam_disabled
   called_auth_mode            = local.called_invoker_iam_disabled ? "verify" : "platform"
 
-  # caller: private by default (IAM check on, platform). When opened to allUsers, Cloud Run
-  # checks nothing, so a token with a stripped signature must never be trusted: verify.
-  caller_auth_mode = var.allow_unauthenticated_caller ? "verify" : "platform"
+  # caller: private by default (IAM check on, platform). When public, its invoker check is
+  # disabled (invoker_iam_disabled, Google's recommended way: no allUsers member), Cloud Run
+  # checks nothing and the token reaches the container intact, so the caller verifies
+  # signatures itself: verify. The same local drives called's AUTH_FORWARDED_MODE: the end
+  # user's token that the caller forwards is the one Cloud Run checked (and stripped) at the
+  # caller, or, with the caller's check off, the intact token. One local, three settings
+  # (caller invoker_iam_disabled, caller AUTH_MODE, called AUTH_FORWARDED_MODE): they cannot disagree.
+  caller_invoker_iam_disabled = var.allow_unauthenticated_caller
+  caller_auth_mode            = local.caller_invoker_iam_disabled ? "verify" : "platform"
 
   # The caller's application allow-list, from the same principals that get run.invoker:
   # "user:a@b" and "serviceAccount:s@p" -> the email; "domain:example.com" -> "*@example.com".
@@ -34,7 +40,38 @@ locals {
 
   caller_audiences = join(",", concat([local.caller_audience], var.caller_extra_audiences))
 
-  repository_host = "${var.region}-docker.pkg.dev"
-  caller_image    = coalesce(var.caller_image, "${local.repository_host}/${var.project_id}/${var.name_prefix}/caller:${var.image_tag}")
-  called_image    = coalesce(var.called_image, "${local.repository_host}/${var.project_id}/${var.name_prefix}/called:${var.image_tag}")
+  # The tags the build pushes. The services run these images by digest (main.tf resolves the
+  # tag to REPOSITORY/NAME@sha256:... when it plans), so a re-pushed tag changes nothing
+  # until the next apply, and every revision names exactly the image it runs.
+  repository_host     = "${var.region}-docker.pkg.dev"
+  caller_image_tagged = "${local.repository_host}/${var.project_id}/${var.name_prefix}/caller:${var.image_tag}"
+  called_image_tagged = "${local.repository_host}/${var.project_id}/${var.name_prefix}/called:${var.image_tag}"
+
+  # ---- database connections -------------------------------------------------------------
+  # Cloud SQL for PostgreSQL's default max_connections follows the tier's memory
+  # (https://cloud.google.com/sql/docs/postgres/quotas#cloud-sql-for-postgresql-connection-limits):
+  # db-f1-micro 25, db-g1-small 50, custom tiers by memory: 3.75 GiB up to 6: 100, up to 7.5:
+  # 200, up to 15: 400, up to 30: 500, up to 60: 600, up to 120: 800, then 1000.
+  db_custom_memory_mb = can(regex("^db-custom-[0-9]+-([0-9]+)$", var.db_tier)) ? tonumber(regex("^db-custom-[0-9]+-([0-9]+)$", var.db_tier)[0]) : 0
+  db_max_connections = (
+    var.db_tier == "db-f1-micro" ? 25 :
+    var.db_tier == "db-g1-small" ? 50 :
+    local.db_custom_memory_mb < 6144 ? 100 :
+    local.db_custom_memory_mb < 7680 ? 200 :
+    local.db_custom_memory_mb < 15360 ? 400 :
+    local.db_custom_memory_mb < 30720 ? 500 :
+    local.db_custom_memory_mb < 61440 ? 600 :
+    local.db_custom_memory_mb < 122880 ? 800 : 1000
+  )
+  # PostgreSQL keeps 3 (superuser_reserved_connections) for superusers; 2 more stay free
+  # for you (psql, Cloud SQL Studio) while the service runs at its limit.
+  db_reserved_connections = 5
+  # Half of the rest per revision: during a rollout the old revision's instances still hold
+  # their pools while the new revision's open theirs, so both together must fit.
+  db_connection_budget = floor((local.db_max_connections - local.db_reserved_connections) / 2)
+  # called's pool size (DATABASE_MAX_CONNECTIONS): the budget shared by max_instances
+  # instances, at most the service's default of 10. var.max_instances' validation refuses
+  # settings that leave an instance fewer than db_min_connections_per_instance.
+  db_min_connections_per_instance = 2
+  db_connections_per_instance     = min(10, floor(local.db_connection_budget / var.max_instances))
 }

@@ -2,17 +2,23 @@
 
 # ---- project and APIs ------------------------------------------------------------------
 
-resource "google_project_service" "apis" {
-  for_each = toset([
+locals {
+  apis = sort(concat([
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
+    "logging.googleapis.com", # Cloud Run and Cloud Build logs (CLOUD_LOGGING_ONLY)
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "sqladmin.googleapis.com",
-  ])
+    "storage.googleapis.com", # the build's source bucket
+  ], var.called_private ? ["compute.googleapis.com"] : []))
+}
+
+resource "google_project_service" "apis" {
+  for_each = toset(local.apis)
 
   project = var.project_id
   service = each.value
@@ -21,10 +27,24 @@ resource "google_project_service" "apis" {
   disable_on_destroy = false
 }
 
+# An API answers 403 SERVICE_DISABLED for a while after it was enabled ("If you enabled this
+# API recently, wait a few minutes"), and the first resources are created seconds later.
+# Everything that uses an API depends on this wait, not on the enablement itself. It runs
+# once (and again when the list of APIs changes), not on every apply.
+resource "time_sleep" "apis_enabled" {
+  create_duration = "120s"
+
+  triggers = {
+    apis = join(",", local.apis)
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
 data "google_project" "this" {
   project_id = var.project_id
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 locals {
@@ -40,7 +60,48 @@ resource "google_artifact_registry_repository" "images" {
   format        = "DOCKER"
   description   = "Container images of the ${var.name_prefix} caller and called services."
 
-  depends_on = [google_project_service.apis]
+  # Keep the images_to_keep most recent versions of each image; delete other versions once
+  # they are 30 days old. Keep policies win over delete policies.
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = var.images_to_keep
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "2592000s" # 30 days
+    }
+  }
+
+  depends_on = [time_sleep.apis_enabled]
+}
+
+# The digest each service runs: the image that the tag var.image_tag names when Terraform
+# plans. Re-pushing a tag changes nothing until the next apply, and a revision never
+# silently picks up another image when it scales out.
+data "google_artifact_registry_docker_image" "caller" {
+  project       = var.project_id
+  location      = google_artifact_registry_repository.images.location
+  repository_id = google_artifact_registry_repository.images.repository_id
+  image_name    = "caller:${var.image_tag}"
+}
+
+data "google_artifact_registry_docker_image" "called" {
+  project       = var.project_id
+  location      = google_artifact_registry_repository.images.location
+  repository_id = google_artifact_registry_repository.images.repository_id
+  image_name    = "called:${var.image_tag}"
+}
+
+locals {
+  caller_image = coalesce(var.caller_image, data.google_artifact_registry_docker_image.caller.self_link)
+  called_image = coalesce(var.called_image, data.google_artifact_registry_docker_image.called.self_link)
 }
 
 # Cloud Build runs as this account (deploy/cloudbuild.yaml, `terraform output build_command`):
@@ -50,7 +111,36 @@ resource "google_service_account" "build" {
   account_id   = "${var.name_prefix}-build"
   display_name = "${var.name_prefix} image builds"
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_enabled]
+}
+
+# `gcloud builds submit` uploads the source here (--gcs-source-staging-dir in build_command),
+# not to the project-wide gs://PROJECT_cloudbuild, so the build account reads this bucket
+# only. Sources are deleted after 7 days; the bucket goes with `terraform destroy`.
+resource "google_storage_bucket" "build_source" {
+  project                     = var.project_id
+  name                        = "${var.project_id}-${var.name_prefix}-build-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  lifecycle_rule {
+    condition {
+      age = 7
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [time_sleep.apis_enabled]
+}
+
+resource "google_storage_bucket_iam_member" "build_source_reader" {
+  bucket = google_storage_bucket.build_source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_writer" {
@@ -61,15 +151,27 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
   member     = google_service_account.build.member
 }
 
-resource "google_project_iam_member" "build_roles" {
-  for_each = toset([
-    "roles/logging.logWriter",    # build logs (the build uses CLOUD_LOGGING_ONLY)
-    "roles/storage.objectViewer", # the source archive `gcloud builds submit` uploads
-  ])
-
+resource "google_project_iam_member" "build_log_writer" {
   project = var.project_id
-  role    = each.value
+  role    = "roles/logging.logWriter" # build logs (the build uses CLOUD_LOGGING_ONLY)
   member  = google_service_account.build.member
+}
+
+# IAM grants take a minute or more to reach every Google service, and a build submitted
+# right after them fails to read its source or write its logs. Step 2 of the README targets
+# this wait, so the build account's grants are in force when it returns.
+resource "time_sleep" "build_grants" {
+  create_duration = "90s"
+
+  triggers = {
+    member = google_service_account.build.member
+  }
+
+  depends_on = [
+    google_storage_bucket_iam_member.build_source_reader,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_project_iam_member.build_log_writer,
+  ]
 }
 
 # ---- service accounts: one per service -------------------------------------------------
@@ -79,7 +181,7 @@ resource "google_service_account" "caller" {
   account_id   = local.caller_name
   display_name = "${var.name_prefix} caller service"
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_service_account" "called" {
@@ -87,7 +189,7 @@ resource "google_service_account" "called" {
   account_id   = local.called_name
   display_name = "${var.name_prefix} called service"
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 # ---- database: Cloud SQL for PostgreSQL, password in Secret Manager ---------------------
@@ -98,9 +200,16 @@ resource "random_id" "db_suffix" {
   byte_length = 3
 }
 
-resource "random_password" "db" {
+# Ephemeral: generated during apply and written only into write-only arguments (the user's
+# password_wo, the secret's secret_data_wo), so the password appears in no plan and no state.
+# The *_wo_version arguments say when to write it again: bump both together to rotate.
+ephemeral "random_password" "db" {
   length  = 32
   special = false # the password goes into a URL: no characters that need escaping
+}
+
+locals {
+  db_password_version = 1
 }
 
 resource "google_sql_database_instance" "db" {
@@ -125,6 +234,8 @@ resource "google_sql_database_instance" "db" {
     # connector that Cloud Run's cloud_sql_instance volume runs (IAM + mTLS).
     ip_configuration {
       ipv4_enabled = true
+      # Only encrypted connections (the connector's TLS); plain-text ones are refused.
+      ssl_mode = "ENCRYPTED_ONLY"
     }
 
     backup_configuration {
@@ -137,7 +248,7 @@ resource "google_sql_database_instance" "db" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_sql_database" "called" {
@@ -154,7 +265,9 @@ resource "google_sql_user" "called" {
   project  = var.project_id
   instance = google_sql_database_instance.db.name
   name     = "called"
-  password = random_password.db.result
+
+  password_wo         = ephemeral.random_password.db.result
+  password_wo_version = local.db_password_version
 
   # PostgreSQL refuses to drop a role that owns objects; the instance's deletion removes it.
   deletion_policy = "ABANDON"
@@ -168,12 +281,18 @@ resource "google_secret_manager_secret" "database_url" {
     auto {}
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_enabled]
 }
 
 resource "google_secret_manager_secret_version" "database_url" {
-  secret      = google_secret_manager_secret.database_url.id
-  secret_data = "postgres://${google_sql_user.called.name}:${random_password.db.result}@localhost/${google_sql_database.called.name}?host=/cloudsql/${google_sql_database_instance.db.connection_name}"
+  secret                 = google_secret_manager_secret.database_url.id
+  secret_data_wo         = "postgres://${google_sql_user.called.name}:${ephemeral.random_password.db.result}@localhost/${google_sql_database.called.name}?host=/cloudsql/${google_sql_database_instance.db.connection_name}"
+  secret_data_wo_version = local.db_password_version
+
+  lifecycle {
+    # A re-created user got this run's password: the secret must get the same one.
+    replace_triggered_by = [google_sql_user.called]
+  }
 }
 
 # Only the called service's account may read the secret and connect to Cloud SQL.
@@ -184,10 +303,43 @@ resource "google_secret_manager_secret_iam_member" "called_database_url" {
   member    = google_service_account.called.member
 }
 
+# roles/cloudsql.client on this one instance only: Cloud SQL has no instance-level IAM
+# policy, so the project grant carries an IAM condition on the instance's resource name.
 resource "google_project_iam_member" "called_cloudsql_client" {
   project = var.project_id
   role    = "roles/cloudsql.client"
   member  = google_service_account.called.member
+
+  condition {
+    title       = "only ${google_sql_database_instance.db.name}"
+    description = "Connect to the ${var.name_prefix} Cloud SQL instance only."
+    expression  = "resource.name == 'projects/${var.project_id}/instances/${google_sql_database_instance.db.name}' && resource.type == 'sqladmin.googleapis.com/Instance'"
+  }
+}
+
+# ---- optional private hop: called on internal ingress, the caller in a VPC ---------------
+
+resource "google_compute_network" "private" {
+  count = var.called_private ? 1 : 0
+
+  project                 = var.project_id
+  name                    = "${var.name_prefix}-private"
+  auto_create_subnetworks = false
+
+  depends_on = [time_sleep.apis_enabled]
+}
+
+resource "google_compute_subnetwork" "private" {
+  count = var.called_private ? 1 : 0
+
+  project       = var.project_id
+  name          = "${var.name_prefix}-private-${var.region}"
+  region        = var.region
+  network       = google_compute_network.private[0].id
+  ip_cidr_range = var.private_subnet_cidr
+  # The caller sends everything through the VPC (egress ALL_TRAFFIC): Google APIs, the
+  # key set and called's run.app URL are reached through Private Google Access.
+  private_ip_google_access = true
 }
 
 # ---- the called service ------------------------------------------------------------------
@@ -197,7 +349,9 @@ resource "google_cloud_run_v2_service" "called" {
   name                = local.called_name
   location            = var.region
   deletion_protection = var.deletion_protection
-  ingress             = "INGRESS_TRAFFIC_ALL"
+  # called_private: only traffic from a VPC network (the caller's Direct VPC egress) reaches
+  # it; otherwise any network may, and IAM alone decides (only the caller's account).
+  ingress = var.called_private ? "INGRESS_TRAFFIC_INTERNAL_ONLY" : "INGRESS_TRAFFIC_ALL"
 
   # IAM invoker check on (default): only principals with roles/run.invoker get through,
   # and AUTH_MODE below is "platform". Off: AUTH_MODE is "verify". One local drives both.
@@ -252,8 +406,36 @@ resource "google_cloud_run_v2_service" "called" {
         value = google_service_account.caller.email
       }
       env {
+        # End users' identities: only the caller may forward one (X-Forwarded-Authorization),
+        # for the audiences the caller itself accepts, checked the way the caller's own
+        # AUTH_MODE checks it (platform behind the caller's IAM check, else verify).
+        name  = "AUTH_FORWARDERS"
+        value = google_service_account.caller.email
+      }
+      env {
+        name  = "AUTH_FORWARDED_AUDIENCES"
+        value = local.caller_audiences
+      }
+      env {
+        name  = "AUTH_FORWARDED_MODE"
+        value = local.caller_auth_mode
+      }
+      env {
         name  = "GOOGLE_CLOUD_PROJECT"
         value = var.project_id
+      }
+      env {
+        name  = "LOG_FORMAT"
+        value = "json"
+      }
+      env {
+        name  = "RUST_LOG"
+        value = "info"
+      }
+      env {
+        # The pool's share of the Cloud SQL tier's connections (locals.tf).
+        name  = "DATABASE_MAX_CONNECTIONS"
+        value = tostring(local.db_connections_per_instance)
       }
       env {
         name = "DATABASE_URL"
@@ -317,6 +499,10 @@ resource "google_cloud_run_v2_service" "caller" {
   ingress             = "INGRESS_TRAFFIC_ALL"
   custom_audiences    = [local.caller_audience]
 
+  # Private (default): only caller_invokers get through Cloud Run's IAM check, AUTH_MODE is
+  # platform. Public (allow_unauthenticated_caller): the check is off, AUTH_MODE is verify.
+  invoker_iam_disabled = local.caller_invoker_iam_disabled
+
   template {
     service_account                  = google_service_account.caller.email
     max_instance_request_concurrency = 80
@@ -325,6 +511,19 @@ resource "google_cloud_run_v2_service" "caller" {
     scaling {
       min_instance_count = 0
       max_instance_count = var.max_instances
+    }
+
+    # called_private: all outbound traffic goes into the VPC (Direct VPC egress), where
+    # called's internal ingress accepts it.
+    dynamic "vpc_access" {
+      for_each = var.called_private ? [1] : []
+      content {
+        egress = "ALL_TRAFFIC"
+        network_interfaces {
+          network    = google_compute_network.private[0].id
+          subnetwork = google_compute_subnetwork.private[0].id
+        }
+      }
     }
 
     containers {
@@ -373,6 +572,14 @@ resource "google_cloud_run_v2_service" "caller" {
         name  = "GOOGLE_CLOUD_PROJECT"
         value = var.project_id
       }
+      env {
+        name  = "LOG_FORMAT"
+        value = "json"
+      }
+      env {
+        name  = "RUST_LOG"
+        value = "info"
+      }
 
       # The caller's /health/ready needs a token and an answer from called. As a startup
       # gate it would fail the first deployment while the run.invoker grant on called is
@@ -409,16 +616,4 @@ resource "google_cloud_run_v2_service_iam_member" "caller_invokers" {
   name     = google_cloud_run_v2_service.caller.name
   role     = "roles/run.invoker"
   member   = each.value
-}
-
-# Opt-in only (allow_unauthenticated_caller, default false). The caller then runs
-# AUTH_MODE=verify and still checks the token and caller_invokers itself.
-resource "google_cloud_run_v2_service_iam_member" "caller_public" {
-  count = var.allow_unauthenticated_caller ? 1 : 0
-
-  project  = var.project_id
-  location = google_cloud_run_v2_service.caller.location
-  name     = google_cloud_run_v2_service.caller.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
 }

@@ -25,7 +25,9 @@ output "image_repository" {
 
 output "build_command" {
   description = "Builds both images with Cloud Build and pushes them with tag image_tag. Run it from the repository root."
-  value       = "gcloud builds submit --project=${var.project_id} --config=deploy/cloudbuild.yaml --ignore-file=deploy/gcloudignore --service-account=${google_service_account.build.id} --substitutions=_REGION=${var.region},_REPOSITORY=${google_artifact_registry_repository.images.repository_id},_TAG=${var.image_tag} ."
+  value       = "gcloud builds submit --project=${var.project_id} --region=${var.region} --config=deploy/cloudbuild.yaml --ignore-file=deploy/gcloudignore --service-account=${google_service_account.build.id} --gcs-source-staging-dir=gs://${google_storage_bucket.build_source.name}/source --substitutions=_REGION=${var.region},_REPOSITORY=${google_artifact_registry_repository.images.repository_id},_TAG=${var.image_tag} ."
+
+  depends_on = [time_sleep.build_grants]
 }
 
 output "test_command" {
@@ -36,6 +38,14 @@ output "test_command" {
 output "test_command_service_account" {
   description = "The same call as a service account listed in caller_invokers (you need roles/iam.serviceAccountTokenCreator on it); replace SA_EMAIL."
   value       = "curl -sS -X POST '${google_cloud_run_v2_service.caller.uri}/' -H \"Authorization: Bearer $(gcloud auth print-identity-token --impersonate-service-account=SA_EMAIL --audiences='${local.caller_audience}' --include-email)\" -H 'Content-Type: application/json' -d '{\"foo\":\"hello\"}'"
+}
+
+output "images" {
+  description = "The images the services run, by digest (what image_tag named at the last apply)."
+  value = {
+    caller = local.caller_image
+    called = local.called_image
+  }
 }
 
 output "database_instance" {

@@ -79,13 +79,13 @@ variable "caller_invokers" {
 }
 
 variable "allow_unauthenticated_caller" {
-  description = "Grant roles/run.invoker on the caller to allUsers, so Cloud Run lets requests without a token through. The caller then verifies Google ID tokens itself (AUTH_MODE=verify) against caller_invokers, so it still rejects strangers; this only removes the IAM layer. Leave false unless you have a reason."
+  description = "Make the caller public: turn off Cloud Run's IAM invoker check on it (invoker_iam_disabled, Google's recommended way; no allUsers member, so it works under domain-restricted sharing), so Cloud Run lets requests without a token through and hands tokens to the container intact. The caller then verifies Google ID tokens itself (AUTH_MODE=verify) against caller_invokers, so it still rejects strangers; this only removes the IAM layer. Leave false unless you have a reason."
   type        = bool
   default     = false
 }
 
 variable "caller_extra_audiences" {
-  description = "ID-token audiences the caller accepts besides its own URL. The default is the OAuth client ID of the gcloud CLI: `gcloud auth print-identity-token` for a user account mints tokens with that audience (and cannot choose another), which Cloud Run's IAM check accepts, so the caller must too for the test command to work. Set to [] to accept only tokens minted for the caller's URL (service accounts: `--audiences`)."
+  description = "ID-token audiences the caller accepts besides its own URL. The default is the OAuth client ID of the gcloud CLI: `gcloud auth print-identity-token` for a user account mints tokens with that audience (and cannot choose another), which Cloud Run's IAM check accepts, so the caller must too for the test command to work. RISK: every Cloud Run service accepts that audience, so a token a user sent to any such service (anyone's) can be replayed to the caller for up to an hour, as that user. Set to [] to accept only tokens minted for the caller's URL (then get one with `gcloud auth print-identity-token --impersonate-service-account=SA --audiences=CALLER_AUDIENCE --include-email`)."
   type        = list(string)
   default     = ["32555940559.apps.googleusercontent.com"]
 
@@ -130,12 +130,46 @@ variable "deletion_protection" {
 }
 
 variable "max_instances" {
-  description = "Upper bound on Cloud Run instances per service. Keep it low with a small Cloud SQL tier: db-f1-micro accepts 25 connections in all."
+  description = "Upper bound on Cloud Run instances per service (per revision). Each called instance gets a share of the Cloud SQL tier's connections as its pool (DATABASE_MAX_CONNECTIONS, see locals.tf): db-f1-micro (25 connections) allows at most 5 instances, db-g1-small (50) 11."
   type        = number
   default     = 3
 
   validation {
     condition     = var.max_instances >= 1 && var.max_instances <= 100 && floor(var.max_instances) == var.max_instances
     error_message = "max_instances must be a whole number from 1 to 100."
+  }
+
+  validation {
+    # Terraform checks every validation rule, so this one must hold for any number too.
+    condition     = var.max_instances < 1 || floor(local.db_connection_budget / max(var.max_instances, 1)) >= local.db_min_connections_per_instance
+    error_message = "max_instances is too large for db_tier: ${var.db_tier} has ${local.db_max_connections} connections; after ${local.db_reserved_connections} reserved, half of the rest (${local.db_connection_budget}, the other half is for the old revision during a rollout) must give each called instance at least ${local.db_min_connections_per_instance}, so at most ${floor(local.db_connection_budget / local.db_min_connections_per_instance)} instances. Choose a larger db_tier or fewer instances."
+  }
+}
+
+variable "images_to_keep" {
+  description = "The image repository's cleanup policy keeps this many most recent versions of each image (caller, called) and deletes older versions after 30 days. Keep it above the number of versions you may roll back to: a deployed image that was deleted cannot start new instances."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.images_to_keep >= 2 && floor(var.images_to_keep) == var.images_to_keep
+    error_message = "images_to_keep must be a whole number of at least 2 (the running version and the one before it)."
+  }
+}
+
+variable "called_private" {
+  description = "Put the called service on internal ingress (INGRESS_TRAFFIC_INTERNAL_ONLY), reachable only from a VPC network: the caller then sends all its outbound traffic through Direct VPC egress into a VPC network and subnet this configuration creates (with Private Google Access, so Google APIs and called's run.app URL are reached from inside). No connector to pay for; Direct VPC egress bills network egress like any VM, and the caller's instances take an IP address each from the subnet (private_subnet_cidr). Default false: called is reachable on its URL, and only the caller's account may invoke it."
+  type        = bool
+  default     = false
+}
+
+variable "private_subnet_cidr" {
+  description = "IPv4 range of the subnet the caller's Direct VPC egress uses when called_private = true. At least a /26; Cloud Run uses about twice as many addresses as instances while it scales and during rollouts."
+  type        = string
+  default     = "10.8.0.0/26"
+
+  validation {
+    condition     = can(cidrhost(var.private_subnet_cidr, 0)) && tonumber(split("/", var.private_subnet_cidr)[1]) <= 26
+    error_message = "private_subnet_cidr must be an IPv4 range in CIDR notation, /26 or larger, e.g. \"10.8.0.0/26\"."
   }
 }

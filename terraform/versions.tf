@@ -1,17 +1,24 @@
 terraform {
-  # 1.5: `check` blocks and the validation functions used in variables.tf.
-  required_version = ">= 1.5.0"
+  # 1.11: write-only arguments (password_wo, secret_data_wo); 1.10: ephemeral resources;
+  # 1.9: validation rules that refer to other variables and locals (max_instances).
+  required_version = ">= 1.11.0"
 
   required_providers {
-    # deploy/provider-schema.json is extracted from the bindings of google 6.50.0 and
-    # random 3.7.2; deploy/check_schema.py fails if these constraints stop admitting them.
+    # deploy/schemas/google-6.json and google-7.json hold the names of google 6.50.0 and
+    # 7.41.0 (random 3.9.1, time 0.13.1 / 0.14.2); deploy/check_schema.py checks every file
+    # against both and fails if these constraints stop admitting those versions. 8.x is not
+    # admitted: it has not been reviewed.
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.50"
+      version = ">= 6.50, < 8.0"
     }
     random = {
       source  = "hashicorp/random"
-      version = "~> 3.7"
+      version = "~> 3.7" # ephemeral random_password: 3.7.0 and later
+    }
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.13"
     }
   }
 }
