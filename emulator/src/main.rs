@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::task::Poll;
 
+use emulator::{Emulator, EmulatorConfig, JWKS_PATH, client_setup};
 use shared::config::{Cli, ConfigError, Env, Reader, Setting, Source, parse_cli, render_help};
-use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 
 const LISTEN: &[Setting] = &[
     Setting {
@@ -34,14 +34,18 @@ fn help() -> String {
             ("Listening", LISTEN),
             ("Emulator", EmulatorConfig::SETTINGS),
         ],
-    )
+    ) + "\n"
+        + &client_setup("127.0.0.1:PORT")
+        + "\nIts /emulator/* routes (mint, rotate, faults) answer only loopback Host headers.\n"
 }
 
 fn settings(src: &dyn Source) -> Result<(SocketAddr, EmulatorConfig), ConfigError> {
     let r = Reader::new(src);
     let port: u16 = r.parse("PORT", 8085)?;
     let ip: IpAddr = r.parse("EMULATOR_BIND", IpAddr::V4(Ipv4Addr::LOCALHOST))?;
-    Ok((SocketAddr::new(ip, port), EmulatorConfig::from_source(src)?))
+    let mut cfg = EmulatorConfig::from_source(src)?;
+    cfg.bind = (!ip.is_loopback()).then_some(ip);
+    Ok((SocketAddr::new(ip, port), cfg))
 }
 
 #[tokio::main]
@@ -93,9 +97,17 @@ async fn main() -> ExitCode {
     if early.await {
         return ExitCode::SUCCESS;
     }
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            %local,
+            "listening beyond loopback: anyone who reaches this address gets tokens from the metadata routes; /emulator/* still answers only loopback Host headers (or {})",
+            local.ip()
+        );
+    }
     println!(
-        "metadata emulator ready: export GCE_METADATA_HOST={local}  (key set: http://{local}{JWKS_PATH}, identity: {})",
-        emulator.config().service_account
+        "metadata emulator ready: export GCE_METADATA_HOST={local}  (key set: http://{local}{JWKS_PATH}, identity: {})\n{}",
+        emulator.config().service_account,
+        client_setup(&local.to_string())
     );
     tokio::select! {
         served = axum::serve(listener, emulator.router()) => {
