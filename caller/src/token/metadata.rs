@@ -118,10 +118,10 @@ impl MetadataSource {
         }
         // Google's libraries insist on this header: it tells the metadata server from whatever
         // else might answer `metadata.google.internal` (a captive portal, a proxy, a squatter).
-        if !response
+        if response
             .headers()
             .get(METADATA_FLAVOR)
-            .is_some_and(|v| v.as_bytes() == b"Google")
+            .is_none_or(|v| v.as_bytes() != b"Google")
         {
             return Err(TokenError::Unavailable(format!(
                 "{} answered 200 without the Metadata-Flavor: Google response header: not a \
