@@ -214,6 +214,10 @@ async fn metadata(
     if path != "/computeMetadata" && !path.starts_with("/computeMetadata/") {
         return not_found();
     }
+    if is_identity_path(path) {
+        // Every request that reaches the identity endpoint counts, refused ones too.
+        emu.inner.identity_requests.fetch_add(1, Ordering::Relaxed);
+    }
     if headers.contains_key("x-forwarded-for") {
         return text(
             StatusCode::FORBIDDEN,
@@ -270,6 +274,14 @@ async fn metadata(
     }
 }
 
+/// `/computeMetadata/v1/instance/service-accounts/{any account}/identity`.
+fn is_identity_path(path: &str) -> bool {
+    path.strip_prefix(V1)
+        .and_then(|r| r.strip_prefix("/instance/service-accounts/"))
+        .and_then(|r| r.strip_suffix("/identity"))
+        .is_some_and(|account| !account.is_empty() && !account.contains('/'))
+}
+
 /// `…/service-accounts/*/token`: an opaque access token, as Google's JSON. It is not a JWT, so
 /// no invoker service ever accepts it as an identity.
 fn access_token(emu: &Emulator, params: &Params) -> Response {
@@ -298,7 +310,6 @@ fn access_token(emu: &Emulator, params: &Params) -> Response {
 
 /// `…/service-accounts/*/identity?audience=…[&format=standard|full][&licenses=TRUE|FALSE]`.
 async fn identity(emu: &Emulator, params: &Params) -> Response {
-    emu.inner.identity_requests.fetch_add(1, Ordering::Relaxed);
     let Some(audience) = params.get("audience").filter(|a| !a.trim().is_empty()) else {
         return text(
             StatusCode::BAD_REQUEST,

@@ -183,6 +183,7 @@ async fn metadata_refuses_what_google_refuses() {
             .expect("body")
             .contains("X-Forwarded-For")
     );
+    emu.set_identity_fault(emulator::IdentityFault::ForbiddenOnce);
     let identity = http()
         .get(format!(
             "http://{addr}/computeMetadata/v1/instance/service-accounts/default/identity?audience=a"
@@ -193,7 +194,11 @@ async fn metadata_refuses_what_google_refuses() {
         .await
         .expect("request");
     assert_eq!(identity.status(), 403);
-    assert_eq!(emu.identity_requests(), 0, "refused before any token work");
+    assert_eq!(
+        emu.identity_fault(),
+        emulator::IdentityFault::ForbiddenOnce,
+        "refused before any token work (the one-shot fault is still armed)"
+    );
 }
 
 #[tokio::test]
