@@ -1,4 +1,4 @@
-//! The emulator's RSA signing keys: generation, JWK form and JWT signing (RS256).
+//! The emulator's RSA signing keys: generation, JWK and certificate forms, JWT signing (RS256).
 
 use aws_lc_rs::error::Unspecified;
 use aws_lc_rs::rand::SystemRandom;
@@ -8,11 +8,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
-/// One RSA-2048 signing key and its public JWK.
+/// One RSA-2048 signing key, its public JWK and its self-signed certificate (PEM).
 pub(crate) struct SigningKey {
     kid: String,
     pair: KeyPair,
     jwk: Value,
+    cert_pem: String,
 }
 
 impl SigningKey {
@@ -20,7 +21,8 @@ impl SigningKey {
     pub(crate) fn generate() -> Result<Self, Unspecified> {
         let pair = KeyPair::generate(KeySize::Rsa2048)?;
         let public = pair.public_key();
-        let kid = uuid::Uuid::new_v4().simple().to_string();
+        let id = uuid::Uuid::new_v4();
+        let kid = id.simple().to_string();
         let jwk = json!({
             "kty": "RSA",
             "alg": "RS256",
@@ -29,7 +31,18 @@ impl SigningKey {
             "n": B64.encode(public.modulus().big_endian_without_leading_zero()),
             "e": B64.encode(public.exponent().big_endian_without_leading_zero()),
         });
-        Ok(Self { kid, pair, jwk })
+        let cert_pem = crate::x509::self_signed_pem(
+            &pair,
+            &format!("invoker metadata emulator {kid}"),
+            id.as_bytes(),
+            crate::now_secs(),
+        )?;
+        Ok(Self {
+            kid,
+            pair,
+            jwk,
+            cert_pem,
+        })
     }
 
     pub(crate) fn kid(&self) -> &str {
@@ -38,6 +51,11 @@ impl SigningKey {
 
     pub(crate) fn jwk(&self) -> &Value {
         &self.jwk
+    }
+
+    /// The public key as a self-signed X.509 certificate, PEM.
+    pub(crate) fn cert_pem(&self) -> &str {
+        &self.cert_pem
     }
 
     /// The standard header for this key: `{"alg":"RS256","kid":…,"typ":"JWT"}`.

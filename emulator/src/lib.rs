@@ -1,17 +1,31 @@
 //! A local GCE metadata server that mints real RS256-signed ID tokens.
 //!
-//! Point any Google client library at it with `GCE_METADATA_HOST=127.0.0.1:PORT`; verify its
-//! tokens against `http://127.0.0.1:PORT/oauth2/v3/certs`. Besides the metadata routes it can
-//! mint a token for any principal (`POST /emulator/mint`), rotate its signing key
-//! (`POST /emulator/rotate`) and inject faults (`POST /emulator/faults`, or the Rust handle) so
-//! the services' failure handling can be tested against it.
+//! Point any Google client library at it with `GCE_METADATA_HOST=127.0.0.1:PORT` (Python's
+//! ping also wants `GCE_METADATA_IP`); verify its tokens against
+//! `http://127.0.0.1:PORT/oauth2/v3/certs` (JWKS) or `…/oauth2/v1/certs` (PEM certificates).
+//! It answers the metadata paths Google's libraries use, with Google's semantics (directory
+//! listings, `?recursive=true`, `alt=json|text`, identity and access tokens, project and
+//! instance values). Besides the metadata routes it can mint a token for any principal
+//! (`POST /emulator/mint`), rotate its signing key (`POST /emulator/rotate`) and inject faults
+//! (`POST /emulator/faults`, or the Rust handle) so the services' failure handling can be
+//! tested against it.
 //!
-//! Anyone who can reach it can mint tokens: keep it on loopback.
+//! Anyone who can reach it can mint tokens: keep it on loopback. Its `/emulator/*` routes
+//! answer only requests whose `Host` is a loopback name or address (or [`EmulatorConfig::bind`]),
+//! so a web page cannot reach them by DNS rebinding.
+//!
+//! Modules:
+//! - `keys` — RSA signing keys: generation, JWK and certificate forms, RS256 JWT signing.
+//! - `x509` — self-signed X.509 certificates (a minimal DER encoder) for `/oauth2/v1/certs`.
+//! - `metadata` — the metadata tree: paths, directory listings, recursive JSON, `alt`.
+//! - `routes` — the HTTP routes, Google's response headers, the loopback guard of `/emulator/*`.
 
 mod keys;
+mod metadata;
 mod routes;
+mod x509;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +38,9 @@ use shared::config::{ConfigError, Reader, Setting, Source};
 /// Path of the key set (same as Google's).
 pub const JWKS_PATH: &str = "/oauth2/v3/certs";
 
+/// Path of the key set as PEM certificates, a JSON map `kid → certificate` (same as Google's).
+pub const PEM_CERTS_PATH: &str = "/oauth2/v1/certs";
+
 /// How many keys the key set publishes at most: the current one and the ones it replaced.
 pub const MAX_PUBLISHED_KEYS: usize = 3;
 
@@ -34,6 +51,8 @@ const EXPIRED_BY: u64 = 1200;
 const DEFAULT_SERVICE_ACCOUNT: &str = "caller@invoker-local.iam.gserviceaccount.com";
 const DEFAULT_PROJECT_ID: &str = "invoker-local";
 const DEFAULT_ISSUER: &str = "https://accounts.google.com";
+const DEFAULT_PROJECT_NUMBER: u64 = 123_456_789_012;
+const DEFAULT_REGION: &str = "us-central1";
 
 /// Settings of the emulator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +67,14 @@ pub struct EmulatorConfig {
     pub issuer: String,
     /// `EMULATOR_JWKS_MAX_AGE_SECS`: `Cache-Control: max-age` of the key set.
     pub jwks_max_age: Duration,
+    /// `EMULATOR_PROJECT_NUMBER`: answer of `…/project/numeric-project-id`.
+    pub project_number: u64,
+    /// `EMULATOR_REGION`: `…/instance/region` is `projects/NUMBER/regions/REGION`, and
+    /// `…/instance/zone` `projects/NUMBER/zones/REGION-1` (as on Cloud Run).
+    pub region: String,
+    /// The address the binary listens on, when it is not loopback: the `/emulator/*` routes
+    /// then also answer a `Host` that is this address (never any other name). `None` in tests.
+    pub bind: Option<IpAddr>,
 }
 
 impl Default for EmulatorConfig {
@@ -58,6 +85,9 @@ impl Default for EmulatorConfig {
             token_lifetime: Duration::from_secs(3600),
             issuer: DEFAULT_ISSUER.to_owned(),
             jwks_max_age: Duration::from_secs(3600),
+            project_number: DEFAULT_PROJECT_NUMBER,
+            region: DEFAULT_REGION.to_owned(),
+            bind: None,
         }
     }
 }
@@ -81,6 +111,18 @@ impl EmulatorConfig {
         "3600",
         "lifetime of identity tokens, 1..=86400",
     );
+    /// `EMULATOR_PROJECT_NUMBER`.
+    pub const PROJECT_NUMBER: Setting = Setting::new(
+        "EMULATOR_PROJECT_NUMBER",
+        "123456789012",
+        "project number the metadata server reports (numeric-project-id)",
+    );
+    /// `EMULATOR_REGION`.
+    pub const REGION: Setting = Setting::new(
+        "EMULATOR_REGION",
+        DEFAULT_REGION,
+        "region the metadata server reports (instance/region; zone is REGION-1)",
+    );
     /// `EMULATOR_ISSUER`.
     pub const ISSUER: Setting = Setting::new(
         "EMULATOR_ISSUER",
@@ -98,6 +140,8 @@ impl EmulatorConfig {
         Self::SERVICE_ACCOUNT,
         Self::PROJECT_ID,
         Self::TOKEN_LIFETIME_SECS,
+        Self::PROJECT_NUMBER,
+        Self::REGION,
         Self::ISSUER,
         Self::JWKS_MAX_AGE_SECS,
     ];
@@ -119,8 +163,39 @@ impl EmulatorConfig {
             token_lifetime: Duration::from_secs(r.int_in(&Self::TOKEN_LIFETIME_SECS, 1..=86_400)?),
             issuer: r.parse(&Self::ISSUER)?,
             jwks_max_age: Duration::from_secs(r.int_in(&Self::JWKS_MAX_AGE_SECS, 0..=604_800)?),
+            project_number: r.int_in(&Self::PROJECT_NUMBER, 1..=999_999_999_999_999)?,
+            region: {
+                let region: String = r.parse(&Self::REGION)?;
+                if region.is_empty()
+                    || !region
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    return Err(ConfigError::invalid(
+                        Self::REGION.name,
+                        region,
+                        "must be a region name such as us-central1",
+                    ));
+                }
+                region
+            },
+            bind: None,
         })
     }
+}
+
+/// How to point Google's client libraries (and invoker's services) at an emulator reachable at
+/// `addr` (`host:port`): the start-up banner and `--help` print it.
+pub fn client_setup(addr: &str) -> String {
+    format!(
+        "Point Google's client libraries at it (environment variables):\n\
+         \x20 every language    GCE_METADATA_HOST={addr}\n\
+         \x20 Python            also GCE_METADATA_IP={addr} (google.auth.default() and fetch_id_token ping it)\n\
+         \x20 Node, Go, Java    nothing else\n\
+         \x20 Rust              nothing else (invoker's caller: TOKEN_SOURCE=metadata or auto)\n\
+         \x20 gcloud ADC file   takes precedence: CLOUDSDK_CONFIG=<an empty folder> hides it\n\
+         Verify its tokens: http://{addr}{JWKS_PATH} (JWKS) or http://{addr}{PEM_CERTS_PATH} (PEM certificates)\n"
+    )
 }
 
 fn is_email(s: &str) -> bool {
@@ -158,6 +233,7 @@ struct Inner {
     cfg: EmulatorConfig,
     keys: RwLock<KeyRing>,
     identity_requests: AtomicU64,
+    token_requests: AtomicU64,
     jwks_requests: AtomicU64,
     identity_fault: Mutex<IdentityFault>,
     jwks_down: AtomicBool,
@@ -207,6 +283,7 @@ impl Emulator {
                     previous: Vec::new(),
                 }),
                 identity_requests: AtomicU64::new(0),
+                token_requests: AtomicU64::new(0),
                 jwks_requests: AtomicU64::new(0),
                 identity_fault: Mutex::new(IdentityFault::None),
                 jwks_down: AtomicBool::new(false),
@@ -323,12 +400,32 @@ impl Emulator {
         json!({ "keys": keys })
     }
 
+    /// The published key set as Google's PEM map: `{kid: "-----BEGIN CERTIFICATE-----…"}`
+    /// (self-signed certificates of the same keys as [`Emulator::public_jwks`]).
+    pub fn pem_certs(&self) -> Value {
+        let ring = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let map: serde_json::Map<String, Value> = std::iter::once(&ring.current)
+            .chain(&ring.previous)
+            .map(|k| (k.kid().to_owned(), Value::from(k.cert_pem())))
+            .collect();
+        Value::Object(map)
+    }
+
+    /// Requests received by the access-token endpoint (`…/service-accounts/*/token`).
+    pub fn token_requests(&self) -> u64 {
+        self.inner.token_requests.load(Ordering::Relaxed)
+    }
+
     /// Requests received by the identity endpoint.
     pub fn identity_requests(&self) -> u64 {
         self.inner.identity_requests.load(Ordering::Relaxed)
     }
 
-    /// Requests received by the key-set endpoint.
+    /// Requests received by the key-set endpoints (both forms).
     pub fn jwks_requests(&self) -> u64 {
         self.inner.jwks_requests.load(Ordering::Relaxed)
     }
@@ -351,7 +448,7 @@ impl Emulator {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// While `true`, the key-set endpoint answers 503.
+    /// While `true`, the key-set endpoints (both forms) answer 503.
     pub fn set_jwks_down(&self, down: bool) {
         self.inner.jwks_down.store(down, Ordering::Relaxed);
     }

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::task::Poll;
 
-use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
+use emulator::{Emulator, EmulatorConfig, JWKS_PATH, client_setup};
 use shared::config::{ConfigError, Reader, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
 
@@ -46,17 +46,21 @@ fn help() -> String {
         "metadata-emulator",
         "a local GCE metadata server that mints real RS256-signed ID tokens",
         HELP_GROUPS,
-    )
+    ) + "\n"
+        + &client_setup("127.0.0.1:PORT")
+        + "\nIts /emulator/* routes (mint, rotate, faults) answer only loopback Host headers.\n"
 }
 
 fn settings(src: &dyn Source) -> Result<Settings, ConfigError> {
     let r = Reader::new(src);
     let port: u16 = r.parse(&PORT)?;
     let ip: IpAddr = r.parse(&EMULATOR_BIND)?;
+    let mut emulator = EmulatorConfig::from_source(src)?;
+    emulator.bind = (!ip.is_loopback()).then_some(ip);
     Ok(Settings {
         addr: SocketAddr::new(ip, port),
         telemetry: TelemetryConfig::from_source(src)?,
-        emulator: EmulatorConfig::from_source(src)?,
+        emulator,
     })
 }
 
@@ -69,9 +73,17 @@ async fn run(cfg: Settings, listener: tokio::net::TcpListener) -> anyhow::Result
     if early.await {
         return Ok(());
     }
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            %local,
+            "listening beyond loopback: anyone who reaches this address gets tokens from the metadata routes; /emulator/* still answers only loopback Host headers (or {})",
+            local.ip()
+        );
+    }
     println!(
-        "metadata emulator ready: export GCE_METADATA_HOST={local}  (key set: http://{local}{JWKS_PATH}, identity: {})",
-        emulator.config().service_account
+        "metadata emulator ready: export GCE_METADATA_HOST={local}  (key set: http://{local}{JWKS_PATH}, identity: {})\n{}",
+        emulator.config().service_account,
+        client_setup(&local.to_string())
     );
     shared::server::serve(
         listener,

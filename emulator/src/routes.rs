@@ -1,54 +1,154 @@
-//! HTTP routes of the emulator. Metadata routes answer like Google's (plain text, 403 without
-//! `Metadata-Flavor: Google`); `/emulator/…` routes answer JSON and problem documents.
+//! HTTP routes of the emulator. Metadata routes answer like Google's metadata server (plain
+//! text or JSON, `Metadata-Flavor: Google` required on requests and sent on every answer, 403
+//! for requests carrying `X-Forwarded-For`); `/emulator/…` routes answer JSON and problem
+//! documents, and only to requests addressed to a loopback `Host`.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::middleware::map_response;
+use axum::extract::{Query, Request, State};
+use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::keys::SigningKey;
-use super::{EXPIRED_BY, Emulator, IdentityFault, JWKS_PATH, is_email, now_secs};
+use super::metadata::{self, Alt, Endpoint, Entry};
+use super::{EXPIRED_BY, Emulator, IdentityFault, JWKS_PATH, PEM_CERTS_PATH, is_email, now_secs};
 use shared::problem::Problem;
 
 const FLAVOR: &str = "metadata-flavor";
-const SA_PREFIX: &str = "/computeMetadata/v1/instance/service-accounts";
+/// The root of the metadata tree.
+const V1: &str = "/computeMetadata/v1";
 /// Upper bound on `lifetime_secs` of `POST /emulator/mint`.
 const MAX_MINT_LIFETIME: u64 = 86_400;
+/// Google's metadata server sends text values with this media type.
+const TEXT: &str = "application/text";
 
 pub(super) fn router(emu: Emulator) -> Router {
-    Router::new()
-        .route("/", get(root))
-        .route(&format!("{SA_PREFIX}/{{account}}/identity"), get(identity))
-        .route(&format!("{SA_PREFIX}/{{account}}/email"), get(email))
-        .route("/computeMetadata/v1/project/project-id", get(project_id))
-        .route(JWKS_PATH, get(jwks))
+    let control = Router::new()
         .route("/emulator/mint", post(mint))
         .route("/emulator/rotate", post(rotate))
         .route("/emulator/faults", post(faults))
-        .fallback(not_found)
-        .layer(map_response(add_flavor))
+        .route_layer(from_fn_with_state(emu.clone(), loopback_only));
+    Router::new()
+        .route("/", get(root))
+        .route(JWKS_PATH, get(jwks))
+        .route(PEM_CERTS_PATH, get(pem_certs))
+        .merge(control)
+        .fallback(metadata)
+        .layer(map_response(google_headers))
         .with_state(emu)
 }
 
-async fn add_flavor(mut res: Response) -> Response {
-    res.headers_mut()
-        .insert(FLAVOR, HeaderValue::from_static("Google"));
+/// The headers Google's metadata server sends on every answer.
+async fn google_headers(mut res: Response) -> Response {
+    let headers = res.headers_mut();
+    headers.insert(FLAVOR, HeaderValue::from_static("Google"));
+    headers.insert(
+        header::SERVER,
+        HeaderValue::from_static("Metadata Server for VM"),
+    );
+    headers.insert("x-xss-protection", HeaderValue::from_static("0"));
+    headers.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
     res
 }
 
-fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    (status, body.into()).into_response()
+/// Refuses `/emulator/*` requests whose `Host` is not loopback (or the configured bind
+/// address): a web page that rebinds its own DNS name to 127.0.0.1 reaches this port, but its
+/// requests still carry its own name as `Host`.
+async fn loopback_only(State(emu): State<Emulator>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+    match host {
+        Some(h) if host_is_local(&h, emu.config().bind) => next.run(req).await,
+        other => {
+            let shown: String = other
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(100)
+                .collect();
+            tracing::warn!(host = %shown, path = %req.uri().path(), "control request refused: Host is not loopback");
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the /emulator/* routes answer only requests addressed to a loopback host \
+                     (localhost, 127.0.0.1, [::1]) or the emulator's bind address; Host {shown:?} \
+                     is not (this is how a web page reaching the emulator through DNS \
+                     rebinding looks)"
+                ),
+            )
+            .into_response()
+        }
+    }
 }
 
-/// `None` when the request carries `Metadata-Flavor: Google`, else the 403 Google sends.
+/// Whether a `Host` value (`name[:port]`, `[v6][:port]`) names this machine's loopback, or is
+/// the address the emulator is bound to.
+pub(crate) fn host_is_local(host: &str, bind: Option<IpAddr>) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return false;
+        }
+        inside
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()) => true,
+        Ok(ip) => ip.is_loopback() || Some(ip) == bind,
+        Err(_) => false,
+    }
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, TEXT)], body.into()).into_response()
+}
+
+fn json_text(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `None` when the request carries `Metadata-Flavor: Google` (or the legacy
+/// `X-Google-Metadata-Request: True`), else the 403 Google sends.
 fn require_flavor(headers: &HeaderMap) -> Option<Response> {
-    if headers.get(FLAVOR).is_some_and(|v| v == "Google") {
+    let flavor = headers.get(FLAVOR).is_some_and(|v| v == "Google");
+    let legacy = headers
+        .get("x-google-metadata-request")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if flavor || legacy {
         None
     } else {
         Some(text(
@@ -58,74 +158,176 @@ fn require_flavor(headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-/// The account a `service-accounts/{account}` path names, if it is this one.
-fn account_matches(emu: &Emulator, account: &str) -> bool {
-    account == "default" || account.eq_ignore_ascii_case(&emu.config().service_account)
-}
-
 async fn root() -> Response {
     text(StatusCode::OK, "computeMetadata/\n")
 }
 
-async fn not_found() -> Response {
+fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "Not Found\n")
 }
 
-async fn email(
+/// Moved to the slashed directory path, query kept (as Google's server answers).
+fn redirect_to_dir(uri: &Uri) -> Response {
+    let location = match uri.query() {
+        Some(q) => format!("{}/?{q}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    (
+        StatusCode::MOVED_PERMANENTLY,
+        [
+            (header::LOCATION, location),
+            (header::CONTENT_TYPE, TEXT.to_owned()),
+        ],
+        "Moved Permanently\n",
+    )
+        .into_response()
+}
+
+/// Query parameters of a metadata request, first value of each name.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn from(uri: &Uri) -> Self {
+        Self(
+            Query::<Vec<(String, String)>>::try_from_uri(uri)
+                .map(|q| q.0)
+                .unwrap_or_default(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every `/computeMetadata/…` path (the fallback: anything else is 404).
+async fn metadata(
     State(emu): State<Emulator>,
-    Path(account): Path<String>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let path = uri.path();
+    if path != "/computeMetadata" && !path.starts_with("/computeMetadata/") {
+        return not_found();
+    }
+    if is_identity_path(path) {
+        // Every request that reaches the identity endpoint counts, refused ones too.
+        emu.inner.identity_requests.fetch_add(1, Ordering::Relaxed);
+    }
+    if headers.contains_key("x-forwarded-for") {
+        return text(
+            StatusCode::FORBIDDEN,
+            "Request denied: it carries X-Forwarded-For (the metadata server answers only \
+             direct requests, never proxied ones).\n",
+        );
+    }
     if let Some(denied) = require_flavor(&headers) {
         return denied;
     }
-    if !account_matches(&emu, &account) {
-        return not_found().await;
+    if method != Method::GET && method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
-    text(StatusCode::OK, emu.config().service_account.clone())
+    match path {
+        "/computeMetadata" | V1 => return redirect_to_dir(&uri),
+        "/computeMetadata/" => return text(StatusCode::OK, "v1/\n"),
+        _ => {}
+    }
+    let Some(rest) = path.strip_prefix(V1).and_then(|r| r.strip_prefix('/')) else {
+        return not_found();
+    };
+    let slashed = rest.is_empty() || rest.ends_with('/');
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.len() != rest.split('/').count() - usize::from(slashed) {
+        return not_found(); // `//` inside the path
+    }
+    let tree = metadata::tree(emu.config());
+    let Some(entry) = metadata::lookup(&tree, &segments) else {
+        return not_found();
+    };
+    let params = Params::from(&uri);
+    let alt = match params.get("alt") {
+        None => Alt::Default,
+        Some("json") => Alt::Json,
+        Some("text") => Alt::Text,
+        Some(_) => return text(StatusCode::BAD_REQUEST, "Invalid alt parameter.\n"),
+    };
+    let recursive = params
+        .get("recursive")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    match entry {
+        Entry::Dir(_) if !slashed => redirect_to_dir(&uri),
+        _ if slashed && !matches!(entry, Entry::Dir(_)) => not_found(),
+        Entry::Endpoint(Endpoint::Token) => access_token(&emu, &params),
+        Entry::Endpoint(Endpoint::Identity) => identity(&emu, &params).await,
+        _ => {
+            let rendered = metadata::render(entry, recursive, alt);
+            if rendered.json {
+                json_text(rendered.body)
+            } else {
+                text(StatusCode::OK, rendered.body)
+            }
+        }
+    }
 }
 
-async fn project_id(State(emu): State<Emulator>, headers: HeaderMap) -> Response {
-    if let Some(denied) = require_flavor(&headers) {
-        return denied;
-    }
-    text(StatusCode::OK, emu.config().project_id.clone())
+/// `/computeMetadata/v1/instance/service-accounts/{any account}/identity`.
+fn is_identity_path(path: &str) -> bool {
+    path.strip_prefix(V1)
+        .and_then(|r| r.strip_prefix("/instance/service-accounts/"))
+        .and_then(|r| r.strip_suffix("/identity"))
+        .is_some_and(|account| !account.is_empty() && !account.contains('/'))
 }
 
-#[derive(Deserialize)]
-struct IdentityQuery {
-    audience: Option<String>,
-    format: Option<String>,
+/// `…/service-accounts/*/token`: an opaque access token, as Google's JSON. It is not a JWT, so
+/// no invoker service ever accepts it as an identity.
+fn access_token(emu: &Emulator, params: &Params) -> Response {
+    emu.inner.token_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(scopes) = params.get("scopes")
+        && scopes.split(',').any(|s| s.trim().is_empty())
+    {
+        return text(StatusCode::BAD_REQUEST, "invalid scopes parameter\n");
+    }
+    let token = format!(
+        "ya29.emulator-{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let expires_in = emu
+        .config()
+        .token_lifetime
+        .as_secs()
+        .saturating_sub(1)
+        .max(1);
+    json_text(
+        json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"})
+            .to_string(),
+    )
 }
 
-async fn identity(
-    State(emu): State<Emulator>,
-    Path(account): Path<String>,
-    headers: HeaderMap,
-    Query(query): Query<IdentityQuery>,
-) -> Response {
-    emu.inner
-        .identity_requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if let Some(denied) = require_flavor(&headers) {
-        return denied;
-    }
-    if !account_matches(&emu, &account) {
-        return not_found().await;
-    }
-    let Some(audience) = query.audience.filter(|a| !a.trim().is_empty()) else {
+/// `…/service-accounts/*/identity?audience=…[&format=standard|full][&licenses=TRUE|FALSE]`.
+async fn identity(emu: &Emulator, params: &Params) -> Response {
+    let Some(audience) = params.get("audience").filter(|a| !a.trim().is_empty()) else {
         return text(
             StatusCode::BAD_REQUEST,
             "non-empty audience parameter required\n",
         );
     };
-    let full = match query.format.as_deref() {
+    let full = match params.get("format") {
         None | Some("standard") => false,
         Some("full") => true,
         Some(_) => {
             return text(StatusCode::BAD_REQUEST, "format must be standard or full\n");
         }
     };
+    if let Some(licenses) = params.get("licenses")
+        && !(licenses.eq_ignore_ascii_case("true") || licenses.eq_ignore_ascii_case("false"))
+    {
+        return text(StatusCode::BAD_REQUEST, "licenses must be TRUE or FALSE\n");
+    }
     let fault = emu.take_identity_fault();
     match fault {
         IdentityFault::Unavailable => {
@@ -149,7 +351,7 @@ async fn identity(
         (iat, iat.saturating_add(lifetime))
     };
     let account = &emu.config().service_account;
-    let claims = emu.claims(account, &audience, iat, exp, full.then_some(true));
+    let claims = emu.claims(account, audience, iat, exp, full.then_some(true));
     let key = emu.current();
     match key.sign(&key.header(), &claims) {
         Ok(token) => text(StatusCode::OK, token),
@@ -157,23 +359,42 @@ async fn identity(
     }
 }
 
-async fn jwks(State(emu): State<Emulator>) -> Response {
-    emu.inner
-        .jwks_requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if emu.jwks_down() {
-        return text(
+/// Counts a key-set request; `Some(503)` while the key set is down.
+fn key_set_request(emu: &Emulator) -> Option<Response> {
+    emu.inner.jwks_requests.fetch_add(1, Ordering::Relaxed);
+    emu.jwks_down().then(|| {
+        text(
             StatusCode::SERVICE_UNAVAILABLE,
             "key set unavailable (injected fault)\n",
-        );
-    }
-    let cache_control = format!(
+        )
+    })
+}
+
+fn key_set_cache_control(emu: &Emulator) -> String {
+    format!(
         "public, max-age={}, must-revalidate, no-transform",
         emu.config().jwks_max_age.as_secs()
-    );
+    )
+}
+
+async fn jwks(State(emu): State<Emulator>) -> Response {
+    if let Some(down) = key_set_request(&emu) {
+        return down;
+    }
     (
-        [(header::CACHE_CONTROL, cache_control)],
+        [(header::CACHE_CONTROL, key_set_cache_control(&emu))],
         Json(emu.public_jwks()),
+    )
+        .into_response()
+}
+
+async fn pem_certs(State(emu): State<Emulator>) -> Response {
+    if let Some(down) = key_set_request(&emu) {
+        return down;
+    }
+    (
+        [(header::CACHE_CONTROL, key_set_cache_control(&emu))],
+        Json(emu.pem_certs()),
     )
         .into_response()
 }
@@ -256,4 +477,43 @@ async fn faults(
     }
     tracing::info!(identity = ?emu.identity_fault(), jwks_down = emu.jwks_down(), "faults set");
     Json(json!({ "identity": emu.identity_fault(), "jwks_down": emu.jwks_down() })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_local;
+
+    #[test]
+    fn loopback_hosts() {
+        let bind = Some("10.1.2.3".parse().expect("ip"));
+        for ok in [
+            "localhost",
+            "localhost:8085",
+            "LOCALHOST.:1",
+            "127.0.0.1",
+            "127.0.0.1:8085",
+            "127.9.9.9:1",
+            "[::1]",
+            "[::1]:8085",
+            "[::ffff:127.0.0.1]:80",
+            "10.1.2.3:8085",
+        ] {
+            assert!(host_is_local(ok, bind), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:8085",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:8085",
+            "10.1.2.4",
+            "[::2]:80",
+            "127.0.0.1:80:80",
+            "[::1]x",
+            "0.0.0.0:8085",
+        ] {
+            assert!(!host_is_local(bad, bind), "{bad}");
+        }
+        assert!(!host_is_local("10.1.2.3", None));
+    }
 }

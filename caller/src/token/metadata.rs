@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use super::{IdToken, TokenError, TokenFuture, TokenSource, jwt};
 
+/// The header every metadata request and answer carries (value `Google`).
+const METADATA_FLAVOR: &str = "metadata-flavor";
+
 /// The metadata server's host when `GCE_METADATA_HOST` is not set.
 pub const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
 
@@ -104,7 +107,7 @@ impl MetadataSource {
         let mut response = self
             .http
             .get(&self.url)
-            .header("Metadata-Flavor", "Google")
+            .header(METADATA_FLAVOR, "Google")
             .timeout(self.timeout)
             .send()
             .await
@@ -112,6 +115,19 @@ impl MetadataSource {
         let status = response.status();
         if status != http::StatusCode::OK {
             return Err(TokenError::Rejected(status));
+        }
+        // Google's libraries insist on this header: it tells the metadata server from whatever
+        // else might answer `metadata.google.internal` (a captive portal, a proxy, a squatter).
+        if response
+            .headers()
+            .get(METADATA_FLAVOR)
+            .is_none_or(|v| v.as_bytes() != b"Google")
+        {
+            return Err(TokenError::Unavailable(format!(
+                "{} answered 200 without the Metadata-Flavor: Google response header: not a \
+                 metadata server (check GCE_METADATA_HOST)",
+                response.url().authority()
+            )));
         }
         if response
             .content_length()
@@ -197,6 +213,8 @@ mod tests {
         /// Requests seen.
         seen: Arc<Mutex<Vec<Seen>>>,
         stall: bool,
+        /// Answer without `Metadata-Flavor: Google` (something that is not a metadata server).
+        impostor: bool,
     }
 
     async fn identity(
@@ -204,7 +222,7 @@ mod tests {
         uri: Uri,
         RawQuery(query): RawQuery,
         headers: HeaderMap,
-    ) -> impl IntoResponse {
+    ) -> axum::response::Response {
         let flavor = headers
             .get("metadata-flavor")
             .and_then(|v| v.to_str().ok())
@@ -216,17 +234,23 @@ mod tests {
         if fake.stall {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
-        if flavor.as_deref() != Some("Google") {
-            return (StatusCode::FORBIDDEN, "missing Metadata-Flavor".to_owned());
-        }
-        let mut answers = fake.answers.lock().expect("lock");
-        if answers.len() > 1 {
-            answers.remove(0)
+        let answer = if flavor.as_deref() == Some("Google") {
+            let mut answers = fake.answers.lock().expect("lock");
+            if answers.len() > 1 {
+                answers.remove(0)
+            } else {
+                answers
+                    .first()
+                    .cloned()
+                    .unwrap_or((StatusCode::NOT_FOUND, String::new()))
+            }
         } else {
-            answers
-                .first()
-                .cloned()
-                .unwrap_or((StatusCode::NOT_FOUND, String::new()))
+            (StatusCode::FORBIDDEN, "missing Metadata-Flavor".to_owned())
+        };
+        if fake.impostor {
+            answer.into_response()
+        } else {
+            ([("metadata-flavor", "Google")], answer).into_response()
         }
     }
 
@@ -323,6 +347,26 @@ mod tests {
         }
         // and it recovers at once: nothing is poisoned
         source.fetch().await.expect("good token after bad ones");
+    }
+
+    #[tokio::test]
+    async fn a_200_without_metadata_flavor_is_never_a_token() {
+        // Something else answers the metadata host (a captive portal, a proxy, a squatter on
+        // `metadata.google.internal`) with a perfectly valid-looking JWT: Google's libraries
+        // refuse such answers, and so does this source.
+        let fake = Fake {
+            impostor: true,
+            ..fake_with(vec![(StatusCode::OK, jwt_expiring_in(3600))])
+        };
+        let host = serve(fake.clone()).await;
+        let source =
+            MetadataSource::new(reqwest::Client::new(), &host, "aud", Duration::from_secs(2));
+        let err = source.fetch().await.expect_err("impostor");
+        assert!(matches!(err, TokenError::Unavailable(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("Metadata-Flavor: Google"), "{msg}");
+        assert!(msg.contains(&host), "{msg}");
+        assert_eq!(fake.seen.lock().expect("lock").len(), 1);
     }
 
     #[tokio::test]
