@@ -17,11 +17,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 use http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::{Algorithm, Validation};
 use shared::auth::{AuthConfig, Authenticator, Verifier};
 use shared::config::MapSource;
-use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 
 const AUDIENCE: &str = "https://called.example.run.app";
 const PRINCIPAL: &str = "caller@invoker-local.iam.gserviceaccount.com";

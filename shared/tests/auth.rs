@@ -9,10 +9,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
+use emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
 use shared::auth::verifier::STRIPPED_SIGNATURE;
 use shared::auth::{AuthConfig, AuthError, Claims, Verifier};
 use shared::config::MapSource;
-use emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
 
 const AUD: &str = "https://called.example";
 const ISS: &str = "https://accounts.google.com";

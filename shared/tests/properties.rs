@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use emulator::{Emulator, EmulatorConfig};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -18,7 +19,6 @@ use shared::auth::AuthConfig;
 use shared::auth::verifier::{STRIPPED_SIGNATURE, Verifier};
 use shared::body::{parse_object, require_text};
 use shared::config::MapSource;
-use emulator::{Emulator, EmulatorConfig};
 
 /// Longest `"bar"` the services accept, in characters.
 const MAX_CHARS: usize = 1024;
