@@ -19,8 +19,13 @@ pub struct Emu {
 impl Emu {
     /// Starts an emulator with the default settings (test logging on with `TEST_LOG`).
     pub async fn start() -> Self {
+        Self::start_with(EmulatorConfig::default()).await
+    }
+
+    /// Starts an emulator with the settings `cfg`.
+    pub async fn start_with(cfg: EmulatorConfig) -> Self {
         shared::telemetry::init_for_tests();
-        let emulator = Emulator::new(EmulatorConfig::default());
+        let emulator = Emulator::new(cfg);
         let (addr, _) = emulator
             .clone()
             .spawn("127.0.0.1:0".parse().expect("addr"))
