@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
+use local::emu::Emu;
 use shared::auth::verifier::STRIPPED_SIGNATURE;
 use shared::auth::{AuthConfig, AuthError, Claims, Signature, Verifier};
 use shared::config::MapSource;
@@ -26,16 +27,14 @@ struct Env {
 }
 
 async fn env_with(cfg: EmulatorConfig) -> Env {
-    let emu = Emulator::new(cfg);
-    let (addr, _task) = emu
-        .clone()
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("spawn emulator");
+    let Emu {
+        emulator: emu,
+        addr,
+    } = Emu::start_with(cfg).await;
     let auth = AuthConfig::from_source(&MapSource::from_pairs([
         ("AUTH_AUDIENCES", AUD),
         ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
-        ("AUTH_JWKS_URL", &format!("http://{addr}{JWKS_PATH}")),
+        ("AUTH_JWKS_URL", &local::wiring::jwks_url(addr)),
     ]))
     .expect("auth config");
     let verifier = Verifier::new(&auth, reqwest::Client::new());

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use emulator::{Emulator, EmulatorConfig};
+use local::emu::Emu;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -18,7 +18,6 @@ use serde_json::{Map, Value, json};
 use shared::auth::verifier::{STRIPPED_SIGNATURE, Verifier};
 use shared::auth::{AuthConfig, Signature};
 use shared::body::{parse_object, require_text};
-use shared::config::MapSource;
 
 /// Longest `"bar"` the services accept, in characters.
 const MAX_CHARS: usize = 1024;
@@ -236,25 +235,16 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .expect("runtime");
-        let emu = Emulator::new(EmulatorConfig::default());
-        let (addr, _) = rt
-            .block_on(emu.clone().spawn("127.0.0.1:0".parse().expect("addr")))
-            .expect("emulator");
-        let cfg = AuthConfig::from_source(
-            &MapSource::from_pairs([("AUTH_MODE", "verify"), ("AUTH_AUDIENCES", AUDIENCE)])
-                .with(
-                    "AUTH_ALLOWED_PRINCIPALS",
-                    emu.config().service_account.clone(),
-                )
-                .with("AUTH_JWKS_URL", format!("http://{addr}/oauth2/v3/certs")),
-        )
+        let emu = rt.block_on(Emu::start());
+        let cfg = AuthConfig::from_source(&local::wiring::source(
+            &local::wiring::called_verifying(AUDIENCE, &emu.sa(), emu.addr),
+            &[],
+        ))
         .expect("auth config");
         let verifier = Verifier::new(&cfg, reqwest::Client::new());
-        let good = emu.mint(
-            &emu.config().service_account,
-            AUDIENCE,
-            Duration::from_secs(3600),
-        );
+        let good = emu
+            .emulator
+            .mint(&emu.sa(), AUDIENCE, Duration::from_secs(3600));
         for stripped in [Signature::Required, Signature::StrippedByCloudRun] {
             rt.block_on(verifier.verify(&good, stripped))
                 .expect("the unmutated token verifies");

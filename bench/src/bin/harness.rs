@@ -22,18 +22,19 @@
 //! - `BENCH_SERVICE_ENV`: extra `NAME=value` pairs (space-separated) for every process started,
 //!   for experiments, e.g. `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2`.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::Context;
 use bench::chart::{self, Bar};
 use bench::procfs;
 use bench::report::{self, BinarySize, Scenario, ServiceStats};
 use bench::wrk::{self, Load, WrkReport};
-use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use emulator::{Emulator, EmulatorConfig};
+use local::child::{Proc, Spec, free_port};
+use local::wiring;
 
 /// The end user allowed to call `caller` in the benchmark.
 const BENCH_USER: &str = "bench-user@example.com";
@@ -98,146 +99,38 @@ impl Settings {
     }
 }
 
-/// A started process; stopped (SIGTERM, then SIGKILL) when dropped.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(
-        s: &Settings,
-        name: &'static str,
-        dir: &Path,
-        envs: &[(&str, String)],
-    ) -> anyhow::Result<(Self, Instant)> {
-        Self::spawn_program(s, name, &s.bin_dir.join(name), &[], dir, envs)
+impl Settings {
+    /// `exe` as `name`, with the services' logging, `PATH`, `BENCH_SERVICE_ENV` and `envs`, its
+    /// output in `dir/NAME.log`; stopped (SIGTERM, up to 5 s, then SIGKILL) when dropped.
+    fn spec(&self, name: &str, exe: PathBuf, dir: &Path, envs: &[(&str, String)]) -> Spec {
+        let mut spec = Spec::new(exe, &[])
+            .named(name)
+            .log_to(dir.join(format!("{name}.log")))
+            .stop_gracefully(Duration::from_secs(5))
+            .with("PATH", env_or("PATH", "/usr/bin:/bin"))
+            .with("RUST_LOG", self.rust_log.clone())
+            .with("LOG_FORMAT", self.log_format.clone())
+            .with_all(envs);
+        for (k, v) in &self.service_env {
+            spec = spec.with(k, v.clone());
+        }
+        spec
     }
 
-    fn spawn_program(
-        s: &Settings,
-        name: &'static str,
-        bin: &Path,
-        args: &[String],
-        dir: &Path,
-        envs: &[(&str, String)],
-    ) -> anyhow::Result<(Self, Instant)> {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(bin);
-        cmd.args(args);
-        cmd.env_clear()
-            .env("PATH", env_or("PATH", "/usr/bin:/bin"))
-            .env("RUST_LOG", &s.rust_log)
-            .env("LOG_FORMAT", &s.log_format)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        for (k, v) in &s.service_env {
-            cmd.env(k, v);
-        }
-        let started = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {} (run bench/run.sh)", bin.display()))?;
-        Ok((Self { name, child, log }, started))
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// SIGTERM, up to 5 s to exit, then SIGKILL.
-    fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The release binary `name` ([`Settings::spec`]).
+    fn binary(&self, name: &str, dir: &Path, envs: &[(&str, String)]) -> Spec {
+        self.spec(name, self.bin_dir.join(name), dir, envs)
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(StdListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
-/// One `GET path` on a new connection; the status code, or `None` when nothing answered.
-async fn probe(port: u16, path: &str) -> Option<u16> {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .ok()?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+/// Starts `spec` on `port` and waits until it is ready (the kit's one readiness wait).
+async fn start(spec: &Spec, port: u16) -> anyhow::Result<Proc> {
+    Proc::try_start(spec, port).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{e}
+(run bench/run.sh, which builds the binaries)"
         )
-        .await
-        .ok()?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            let m = s.read(&mut buf[n..]).await.ok()?;
-            if m == 0 {
-                return None;
-            }
-            n += m;
-        }
-        std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Polls `/health/ready` every millisecond; the time from `started` to the first 200.
-async fn wait_ready(p: &mut Proc, port: u16, started: Instant) -> anyhow::Result<Duration> {
-    let deadline = started + Duration::from_secs(15);
-    loop {
-        if probe(port, "/health/ready").await == Some(200) {
-            return Ok(started.elapsed());
-        }
-        if let Ok(Some(status)) = p.child.try_wait() {
-            anyhow::bail!("{} exited ({status}):\n{}", p.name, p.log_tail());
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "{} not ready within 15 s; its log ends:\n{}",
-                p.name,
-                p.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    })
 }
 
 /// One request before the load, so a misconfiguration fails loudly instead of as errors.
@@ -367,55 +260,60 @@ fn tree_switches(pid: u32) -> anyhow::Result<u64> {
         .sum()
 }
 
-fn stats(procs: &[(&Proc, Duration)], m: &Measured) -> anyhow::Result<Vec<ServiceStats>> {
+fn stats(procs: &[&Proc], m: &Measured) -> anyhow::Result<Vec<ServiceStats>> {
     procs
         .iter()
         .zip(m.cpu.iter().zip(&m.switches))
-        .map(|((p, ready), (cpu, switches))| {
+        .map(|(p, (cpu, switches))| {
             let requests = m.wrk.requests.max(1) as f64;
             Ok(ServiceStats {
-                name: p.name.to_owned(),
+                name: p.name.clone(),
                 cpu_us_per_req: cpu.as_secs_f64() * 1e6 / requests,
                 switches_per_req: *switches as f64 / requests,
-                peak_rss_kib: procfs::process_tree(p.pid())
+                peak_rss_kib: procfs::process_tree(p.pid)
                     .into_iter()
                     .map(procfs::peak_rss_kib)
                     .sum::<anyhow::Result<u64>>()?,
-                start_to_ready: *ready,
+                start_to_ready: p.start_to_ready,
             })
         })
         .collect()
 }
 
-async fn floor(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::Result<Scenario> {
-    let (back_port, front_port) = (free_port()?, free_port()?);
-    let (mut back, t) = Proc::spawn(s, "floor-back", dir, &[("PORT", back_port.to_string())])?;
-    let back_ready = wait_ready(&mut back, back_port, t).await?;
-    let (mut front, t) = Proc::spawn(
-        s,
-        "floor-front",
-        dir,
-        &[
-            ("PORT", front_port.to_string()),
-            ("BACK_URL", format!("http://127.0.0.1:{back_port}/")),
-        ],
-    )?;
-    let front_ready = wait_ready(&mut front, front_port, t).await?;
+/// A front → back pair without authentication or storage, driven through its front:
+/// `spec(role, port)` is how to start the `"back"` and the `"front"` (which also gets
+/// `BACK_URL`). `label` prefixes idempotency keys and log lines; `name` names the scenario.
+async fn pair(
+    s: &Settings,
+    script: &Path,
+    ticks: u64,
+    label: &str,
+    name: &str,
+    spec: impl Fn(&str, u16) -> Spec,
+) -> anyhow::Result<Scenario> {
+    let (back_port, front_port) = (free_port(), free_port());
+    let back = start(&spec("back", back_port), back_port).await?;
+    let front_spec =
+        spec("front", front_port).with("BACK_URL", format!("http://127.0.0.1:{back_port}/"));
+    let front = start(&front_spec, front_port).await?;
     let url = format!("http://127.0.0.1:{front_port}/");
     sanity(&url, "", "foo").await?;
-    println!("floor: floor-front :{front_port} → floor-back :{back_port}; driving wrk…");
+    println!(
+        "{label}: {} :{front_port} → {} :{back_port}; driving wrk…",
+        front.name, back.name
+    );
     let target = Target {
         url: &url,
         token: "",
-        label: "floor",
+        label,
         field: "foo",
-        pids: vec![front.pid(), back.pid()],
+        pids: vec![front.pid, back.pid],
         emu: None,
     };
     let m = drive(s, script, ticks, target).await?;
-    let services = stats(&[(&front, front_ready), (&back, back_ready)], &m)?;
+    let services = stats(&[&front, &back], &m)?;
     Ok(Scenario {
-        name: "floor".into(),
+        name: name.into(),
         wrk: m.wrk,
         services,
         token_fetches: None,
@@ -423,15 +321,18 @@ async fn floor(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::R
     })
 }
 
-fn called_env(port: u16, db: &Path, emu: SocketAddr, sa: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("PORT", port.to_string()),
-        ("DATABASE_URL", format!("sqlite://{}", db.display())),
-        ("AUTH_MODE", "verify".into()),
-        ("AUTH_AUDIENCES", format!("http://127.0.0.1:{port}")),
-        ("AUTH_ALLOWED_PRINCIPALS", sa.to_owned()),
-        ("AUTH_JWKS_URL", format!("http://{emu}{JWKS_PATH}")),
-    ]
+/// The floor: `floor-front` → `floor-back`.
+async fn floor(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::Result<Scenario> {
+    pair(s, script, ticks, "floor", "floor", |role, _| {
+        s.binary(&format!("floor-{role}"), dir, &[])
+    })
+    .await
+}
+
+fn called_env(port: u16, db: &Path, emu: SocketAddr, sa: &str) -> wiring::Pairs {
+    let mut env = wiring::called_verifying(&format!("http://127.0.0.1:{port}"), sa, emu);
+    env.push(("DATABASE_URL", format!("sqlite://{}", db.display())));
+    env
 }
 
 /// Start-to-ready samples of `called` with a fresh SQLite file each.
@@ -443,11 +344,15 @@ async fn called_starts(
 ) -> anyhow::Result<Vec<Duration>> {
     let mut out = Vec::new();
     for i in 0..s.starts {
-        let port = free_port()?;
+        let port = free_port();
         let db = dir.join(format!("start-{i}.db"));
-        let (mut p, t) = Proc::spawn(s, "called", dir, &called_env(port, &db, emu, sa))?;
-        out.push(wait_ready(&mut p, port, t).await?);
-        p.stop();
+        let p = start(
+            &s.binary("called", dir, &called_env(port, &db, emu, sa)),
+            port,
+        )
+        .await?;
+        out.push(p.start_to_ready);
+        drop(p);
     }
     Ok(out)
 }
@@ -472,46 +377,19 @@ async fn python(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::
             ),
         ]
     };
-    let (back_port, front_port) = (free_port()?, free_port()?);
     let exe = bin.join("gunicorn");
-    let (mut back, t) = Proc::spawn_program(
+    pair(
         s,
-        "python-back",
-        &exe,
-        &gunicorn(back_port, "back"),
-        dir,
-        &[],
-    )?;
-    let back_ready = wait_ready(&mut back, back_port, t).await?;
-    let (mut front, t) = Proc::spawn_program(
-        s,
-        "python-front",
-        &exe,
-        &gunicorn(front_port, "front"),
-        dir,
-        &[("BACK_URL", format!("http://127.0.0.1:{back_port}/"))],
-    )?;
-    let front_ready = wait_ready(&mut front, front_port, t).await?;
-    let url = format!("http://127.0.0.1:{front_port}/");
-    sanity(&url, "", "foo").await?;
-    println!("python: gunicorn front :{front_port} → back :{back_port}; driving wrk…");
-    let target = Target {
-        url: &url,
-        token: "",
-        label: "python",
-        field: "foo",
-        pids: vec![front.pid(), back.pid()],
-        emu: None,
-    };
-    let m = drive(s, script, ticks, target).await?;
-    let services = stats(&[(&front, front_ready), (&back, back_ready)], &m)?;
-    Ok(Scenario {
-        name: "python (no auth)".into(),
-        wrk: m.wrk,
-        services,
-        token_fetches: None,
-        key_fetches: None,
-    })
+        script,
+        ticks,
+        "python",
+        "python (no auth)",
+        |role, port| {
+            s.spec(&format!("python-{role}"), exe.clone(), dir, &[])
+                .args(gunicorn(port, role))
+        },
+    )
+    .await
 }
 
 /// `called` alone: `wrk` straight to it with the emulator service account's token.
@@ -524,10 +402,13 @@ async fn called_only(
     ticks: u64,
 ) -> anyhow::Result<Scenario> {
     let sa = emu.config().service_account.clone();
-    let port = free_port()?;
+    let port = free_port();
     let db = dir.join("called-only.db");
-    let (mut called, t) = Proc::spawn(s, "called", dir, &called_env(port, &db, emu_addr, &sa))?;
-    let ready = wait_ready(&mut called, port, t).await?;
+    let called = start(
+        &s.binary("called", dir, &called_env(port, &db, emu_addr, &sa)),
+        port,
+    )
+    .await?;
     let url = format!("http://127.0.0.1:{port}/");
     let token = emu.mint(
         &sa,
@@ -544,11 +425,11 @@ async fn called_only(
         token: &token,
         label: "called",
         field: "bar",
-        pids: vec![called.pid()],
+        pids: vec![called.pid],
         emu: Some(emu),
     };
     let m = drive(s, script, ticks, target).await?;
-    let services = stats(&[(&called, ready)], &m)?;
+    let services = stats(&[&called], &m)?;
     Ok(Scenario {
         name: "called alone".into(),
         wrk: m.wrk,
@@ -567,32 +448,18 @@ async fn chain(
     ticks: u64,
 ) -> anyhow::Result<Scenario> {
     let sa = emu.config().service_account.clone();
-    let (called_port, caller_port) = (free_port()?, free_port()?);
+    let (called_port, caller_port) = (free_port(), free_port());
     let db = dir.join("chain.db");
-    let (mut called, t) = Proc::spawn(
-        s,
-        "called",
-        dir,
-        &called_env(called_port, &db, emu_addr, &sa),
-    )?;
-    let called_ready = wait_ready(&mut called, called_port, t).await?;
+    let called_spec = s.binary("called", dir, &called_env(called_port, &db, emu_addr, &sa));
+    let called = start(&called_spec, called_port).await?;
     let caller_url = format!("http://127.0.0.1:{caller_port}");
-    let (mut caller, t) = Proc::spawn(
-        s,
-        "caller",
-        dir,
-        &[
-            ("PORT", caller_port.to_string()),
-            ("AUTH_MODE", "verify".into()),
-            ("AUTH_AUDIENCES", caller_url.clone()),
-            ("AUTH_ALLOWED_PRINCIPALS", BENCH_USER.into()),
-            ("AUTH_JWKS_URL", format!("http://{emu_addr}{JWKS_PATH}")),
-            ("CALLED_URL", format!("http://127.0.0.1:{called_port}")),
-            ("TOKEN_SOURCE", "metadata".into()),
-            ("GCE_METADATA_HOST", emu_addr.to_string()),
-        ],
-    )?;
-    let caller_ready = wait_ready(&mut caller, caller_port, t).await?;
+    let caller_env = wiring::caller_verifying(
+        &caller_url,
+        BENCH_USER,
+        emu_addr,
+        &format!("http://127.0.0.1:{called_port}"),
+    );
+    let caller = start(&s.binary("caller", dir, &caller_env), caller_port).await?;
     let token = emu.mint(BENCH_USER, &caller_url, Duration::from_secs(3600));
     let url = format!("{caller_url}/");
     sanity(&url, &token, "foo").await?;
@@ -605,7 +472,7 @@ async fn chain(
         token: &token,
         label: "chain",
         field: "foo",
-        pids: vec![caller.pid(), called.pid()],
+        pids: vec![caller.pid, called.pid],
         emu: Some(emu),
     };
     let m = drive(s, script, ticks, target).await;
@@ -616,7 +483,7 @@ async fn chain(
             called.log_tail()
         )
     })?;
-    let services = stats(&[(&caller, caller_ready), (&called, called_ready)], &m)?;
+    let services = stats(&[&caller, &called], &m)?;
     Ok(Scenario {
         name: "chain".into(),
         wrk: m.wrk,

@@ -1,56 +1,27 @@
 //! Acknowledged writes survive SIGKILL: the real binary, killed and restarted on the same store
 //! (SQLite file, or PostgreSQL schema).
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use local::child::{Proc, Spec};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::backend_tests;
 use crate::helpers::{Backend, fresh_store};
 
 backend_tests!(acknowledged_writes_survive_sigkill);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn start(database_url: &str) -> (Child, String) {
-    for _ in 0..5 {
-        let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_called"))
-            .env_clear()
-            .env("PORT", port.to_string())
-            .env("AUTH_MODE", "off")
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn called");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
-                && r.status() == 200
-            {
-                return (child, base);
-            }
-            if child.try_wait().expect("wait").is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let _ = child.kill().await;
-    }
-    panic!("called did not start");
+/// The real binary without authentication on `database_url`, ready: the process and its base URL.
+async fn start(database_url: &str) -> (Proc, String) {
+    let spec = Spec::new(
+        env!("CARGO_BIN_EXE_called"),
+        &[("AUTH_MODE", "off"), ("DATABASE_URL", database_url)],
+    );
+    let called = Proc::start_anywhere(&spec).await;
+    let base = called.base.clone();
+    (called, base)
 }
 
 async fn acknowledged_writes_survive_sigkill(backend: Backend) {
@@ -92,8 +63,8 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        child.start_kill().expect("SIGKILL");
-        let _ = child.wait().await;
+        child.child.start_kill().expect("SIGKILL");
+        let _ = child.child.wait().await;
         for w in writers {
             tokio::time::timeout(Duration::from_secs(10), w)
                 .await
@@ -160,7 +131,7 @@ async fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/called.db", dir.path().display());
     let (child, base) = start(&url).await;
-    let pid = child.id().expect("pid");
+    let pid = child.pid;
     let client = reqwest::Client::new();
     assert_eq!(
         client
@@ -180,7 +151,7 @@ async fn sigterm_drains_and_exits_zero() {
         .expect("kill");
     assert!(status.success());
     let mut child = child;
-    let exit = tokio::time::timeout(Duration::from_secs(9), child.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(9), child.child.wait())
         .await
         .expect("exits within grace")
         .expect("wait");

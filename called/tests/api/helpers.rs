@@ -1,4 +1,5 @@
-//! `spawn_app()` and typed helpers shared by every test.
+//! `spawn_app()` and typed helpers shared by every test; the server itself comes from the
+//! `local` test kit.
 //!
 //! PostgreSQL tests read `TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`);
 //! each gets its own schema `t_<uuidv7>` (selected with `options=-c search_path=…` in the URL,
@@ -6,15 +7,14 @@
 //! connections), dropped when the test ends. Without `TEST_DATABASE_URL` they print
 //! `SKIPPED (TEST_DATABASE_URL not set): …` and pass.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use called::Config;
-use reqwest::{Response, StatusCode};
+use local::checks::loud;
+use local::in_process::Service;
+use reqwest::Response;
 use serde_json::Value;
 use shared::config::MapSource;
 use sqlx::Connection;
-use tokio::sync::oneshot;
 
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,10 @@ pub enum Backend {
 /// Keeps a test's store alive while it runs: SQLite's temporary folder, or the PostgreSQL
 /// schema (dropped when this is dropped).
 pub enum Scratch {
-    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Dir {
+        /// Deleted when dropped.
+        _dir: tempfile::TempDir,
+    },
     Schema(PgSchema),
 }
 
@@ -34,7 +37,7 @@ impl Scratch {
     /// The PostgreSQL schema name (also the connections' `application_name`).
     pub fn schema(&self) -> Option<&str> {
         match self {
-            Self::Dir(_) => None,
+            Self::Dir { .. } => None,
             Self::Schema(s) => Some(&s.name),
         }
     }
@@ -54,12 +57,6 @@ pub fn pg_or_skip(test: &str) -> Option<String> {
         loud(&format!("SKIPPED (TEST_DATABASE_URL not set): {test}"));
     }
     url
-}
-
-/// Writes a line to the real stderr: `eprintln!` is captured (hidden) for passing tests.
-pub fn loud(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The admin URL (`TEST_DATABASE_URL`); panics when unset (callers checked).
@@ -179,7 +176,7 @@ pub async fn fresh_store(backend: Backend) -> (String, Scratch) {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
             let url = format!("sqlite://{}/data/called.db", dir.path().display());
-            (url, Scratch::Dir(dir))
+            (url, Scratch::Dir { _dir: dir })
         }
         Backend::Postgres => {
             let schema = PgSchema::create().await;
@@ -188,14 +185,14 @@ pub async fn fresh_store(backend: Backend) -> (String, Scratch) {
     }
 }
 
+/// called in this process (no authentication) on a store of its own, with a client.
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub database_url: String,
     pub backend: Backend,
     dir: Option<Scratch>,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    service: Service,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -214,49 +211,23 @@ pub async fn spawn_on(
     dir: Option<Scratch>,
     f: impl FnOnce(MapSource) -> MapSource,
 ) -> TestApp {
-    shared::telemetry::init_for_tests();
     let src = f(
         MapSource::from_pairs([("AUTH_MODE", "off")]).with("DATABASE_URL", database_url.clone())
     );
-    let cfg = Config::from_source(&src).expect("valid test config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(called::run(cfg, listener, async {
-        let _ = rx.await;
-    }));
+    let service = Service::called(|_| src).await;
     let app = TestApp {
-        base: format!("http://{addr}"),
+        base: service.base.clone(),
         client: reqwest::Client::new(),
         database_url,
         backend,
         dir,
-        shutdown: Some(tx),
-        handle: Some(handle),
+        service,
     };
-    app.wait_ready().await;
+    local::ready::wait_ready(&app.base).await;
     app
 }
 
 impl TestApp {
-    pub async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(r) = self
-                .client
-                .get(format!("{}/health/ready", self.base))
-                .send()
-                .await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("app at {} never became ready", self.base);
-    }
-
     pub async fn post_json(&self, body: &Value, key: Option<&str>) -> Response {
         let mut req = self.client.post(format!("{}/", self.base)).json(body);
         if let Some(k) = key {
@@ -313,31 +284,10 @@ impl TestApp {
 
     /// Stops the server the way SIGTERM would, waits for it, and hands back the store's
     /// location so a test can start again on it.
-    pub async fn stop(mut self) -> (String, Option<Scratch>) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.expect("join").expect("run ok");
-        }
-        (self.database_url.clone(), self.dir.take())
+    pub async fn stop(self) -> (String, Option<Scratch>) {
+        self.service.stop().await.expect("run ok");
+        (self.database_url, self.dir)
     }
-}
-
-/// Asserts a problem+json body with `status`, returning its detail.
-pub async fn assert_problem(res: Response, status: u16) -> String {
-    assert_eq!(res.status().as_u16(), status, "unexpected status");
-    let ct = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    assert_eq!(ct, "application/problem+json");
-    let v: Value = res.json().await.expect("problem json");
-    assert_eq!(v["status"], status);
-    assert!(v["type"].is_string() && v["title"].is_string());
-    v["detail"].as_str().expect("detail").to_owned()
 }
 
 /// Expands one async test function per backend: `sqlite::NAME` and `postgres::NAME` (which

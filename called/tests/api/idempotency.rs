@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, assert_problem, spawn_app, spawn_on};
+use local::checks::assert_problem;
+
+use crate::helpers::{Backend, spawn_app, spawn_on};
 
 backend_tests!(
     replay_survives_restart,
@@ -52,7 +54,9 @@ async fn different_body_is_422(backend: Backend) {
             .status(),
         201
     );
-    assert_problem(app.post_json(&json!({"bar": "y"}), Some("k")).await, 422).await;
+    assert_problem(app.post_json(&json!({"bar": "y"}), Some("k")).await, 422)
+        .await
+        .assert_complete();
     assert_eq!(app.row_count().await, 1);
 }
 

@@ -99,7 +99,7 @@ async fn unix_socket_url_works() {
             std::env::var("CI").as_deref() != Ok("true"),
             "no PostgreSQL socket in {dir} under CI=true"
         );
-        crate::helpers::loud(&format!(
+        local::checks::loud(&format!(
             "SKIPPED (no socket {dir}/.s.PGSQL.{port}): api::postgres::unix_socket_url_works"
         ));
         return;
@@ -513,7 +513,7 @@ async fn readiness_follows_the_database_without_restart() {
 
         proxy.set(Link::Up).await;
         let up_after = wait_for_status(&app, "/health/ready", 200).await;
-        crate::helpers::loud(&format!(
+        local::checks::loud(&format!(
             "{outage:?}: ready 503 after {down_after:?}, POST 503 in {post_took:?}, \
              200 again {up_after:?} after the link returned"
         ));

@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, assert_problem, spawn_app};
+use local::checks::assert_problem;
+
+use crate::helpers::{Backend, spawn_app};
 
 backend_tests!(
     pagination_is_oldest_first_and_complete,
@@ -52,14 +54,20 @@ async fn get_unknown_and_bad_ids(backend: Backend) {
             .await,
         404,
     )
-    .await;
-    assert_problem(app.get("/entities/garbage").await, 404).await;
+    .await
+    .assert_complete();
+    assert_problem(app.get("/entities/garbage").await, 404)
+        .await
+        .assert_complete();
 }
 
 async fn bad_list_parameters(backend: Backend) {
     let app = spawn_app(backend).await;
     for q in ["limit=0", "limit=abc", "limit=1001", "after=garbage"] {
-        let detail = assert_problem(app.get(&format!("/entities?{q}")).await, 400).await;
+        let detail = assert_problem(app.get(&format!("/entities?{q}")).await, 400)
+            .await
+            .assert_complete()
+            .detail;
         let field = q.split('=').next().expect("name");
         assert!(detail.contains(field), "{detail}");
     }

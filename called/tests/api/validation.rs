@@ -3,7 +3,9 @@
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, assert_problem, spawn_app, spawn_with};
+use local::checks::assert_problem;
+
+use crate::helpers::{Backend, spawn_app, spawn_with};
 
 backend_tests!(
     bad_bodies_are_rejected_and_nothing_is_stored,
@@ -64,7 +66,7 @@ async fn bad_bodies_are_rejected_and_nothing_is_stored(backend: Backend) {
     ];
     for (ct, body, status, needle) in cases {
         let res = app.post_raw(ct, body).await;
-        let detail = assert_problem(res, status).await;
+        let detail = assert_problem(res, status).await.assert_complete().detail;
         assert!(
             detail.contains(needle),
             "{detail:?} should mention {needle:?}"
@@ -82,7 +84,7 @@ async fn body_over_limit_is_413(backend: Backend) {
     let res = app
         .post_raw(Some("application/json"), big.into_bytes())
         .await;
-    assert_problem(res, 413).await;
+    assert_problem(res, 413).await.assert_complete();
     // Without Content-Length (chunked), the limit still holds while reading.
     let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(vec![b' '; 4096])]);
     let res = app
@@ -93,21 +95,25 @@ async fn body_over_limit_is_413(backend: Backend) {
         .send()
         .await
         .expect("send");
-    assert_problem(res, 413).await;
+    assert_problem(res, 413).await.assert_complete();
     assert_eq!(app.row_count().await, 0);
 }
 
 async fn routes_and_methods(backend: Backend) {
     let app = spawn_app(backend).await;
-    assert_problem(app.get("/nope").await, 404).await;
-    assert_problem(app.get("/").await, 405).await;
+    assert_problem(app.get("/nope").await, 404)
+        .await
+        .assert_complete();
+    assert_problem(app.get("/").await, 405)
+        .await
+        .assert_complete();
     let res = app
         .client
         .delete(format!("{}/entities", app.base))
         .send()
         .await
         .expect("send");
-    assert_problem(res, 405).await;
+    assert_problem(res, 405).await.assert_complete();
     assert_eq!(app.get("/health/live").await.status(), 200);
     assert_eq!(app.get("/health/ready").await.status(), 200);
 }
@@ -117,7 +123,10 @@ async fn bad_idempotency_keys(backend: Backend) {
     let body = json!({"bar": "x"});
     let long = "k".repeat(300);
     for key in ["", long.as_str(), "has space"] {
-        let detail = assert_problem(app.post_json(&body, Some(key)).await, 400).await;
+        let detail = assert_problem(app.post_json(&body, Some(key)).await, 400)
+            .await
+            .assert_complete()
+            .detail;
         assert!(detail.contains("Idempotency-Key"), "{detail}");
     }
     assert_eq!(app.row_count().await, 0);

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::time::MissedTickBehavior;
 
-use crate::helpers::{
-    Emu, assert_problem, called_verifying, duplicated_keys, rows, spawn_caller, sqlite_store,
-};
-use crate::proc::{Proc, free_port};
+use local::checks::assert_problem_parts;
+use local::child::{Proc, free_port};
+use local::emu::Emu;
+use local::in_process::{spawn_caller, sqlite_store};
+
+use crate::helpers::{called_verifying, duplicated_keys, rows};
 
 /// Requests per second sent to caller.
 const RATE: u64 = 250;
@@ -79,9 +81,11 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load_through_caller(
             ("CALL_TIMEOUT_MS", "8000"),
             ("CALL_MAX_ATTEMPTS", "10"),
             ("MAX_CONCURRENT_REQUESTS", "4096"),
+            ("AUTH_MODE", "off"),
         ],
     )
     .await;
+    local::ready::wait_ready(&caller.base).await;
     let client = reqwest::Client::builder()
         .timeout(CALL_TIMEOUT * 2 + Duration::from_secs(4))
         .build()
@@ -221,7 +225,7 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load_through_caller(
                 o.key,
                 String::from_utf8_lossy(body)
             );
-            assert_problem(*status, ct.as_deref(), body);
+            assert_problem_parts(*status, ct.as_deref(), body).assert_complete();
             *failed.entry(*status).or_default() += 1;
         }
     }
@@ -248,7 +252,7 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load_through_caller(
          slowest answer {slowest:?}",
         stored.len()
     );
-    crate::loud(&report);
+    local::checks::loud(&report);
     assert!(
         during >= 30 * outages.len() / 3,
         "the load overlapped the outages: {report}"

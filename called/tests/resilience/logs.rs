@@ -6,9 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Emu, called_verifying, sqlite_store};
-use crate::logcheck::assert_no_tokens;
-use crate::proc::{Proc, free_port};
+use local::checks::assert_no_tokens;
+use local::child::{Proc, free_port};
+use local::emu::Emu;
+use local::in_process::sqlite_store;
+
+use crate::helpers::called_verifying;
 
 fn now() -> u64 {
     SystemTime::now()

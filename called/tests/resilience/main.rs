@@ -1,12 +1,9 @@
 //! Resilience of the called service against real faults, on loopback: the real `called` binary
 //! killed under load behind caller, SIGTERM with requests in flight, overload, slowloris,
 //! logs at trace level, and idempotent replays in any interleaving. Every wait is bounded.
+//! Servers, child processes and shared checks come from the `local` test kit.
 
-mod emu;
 mod helpers;
-mod logcheck;
-mod proc;
-mod raw;
 
 mod kill_under_load;
 mod logs;
@@ -14,9 +11,3 @@ mod overload;
 mod replay;
 mod shutdown;
 mod slowloris;
-
-/// Writes a line to the real stderr (measurements worth seeing in a passing run).
-pub fn loud(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, called_open, sqlite_store};
-use crate::proc::Proc;
-use crate::raw::Raw;
+use local::checks::assert_problem_parts;
+use local::child::Proc;
+use local::in_process::sqlite_store;
+use local::raw::Raw;
+
+use crate::helpers::called_open;
 
 const LIMIT: usize = 4;
 const BURST: usize = 2000;
@@ -73,7 +76,7 @@ async fn excess_requests_get_503_at_once_memory_stays_bounded_and_service_recove
     .await;
     for (status, retry_after, ct, bytes, took) in refusals {
         assert_eq!(status, 503, "{}", String::from_utf8_lossy(&bytes));
-        assert_problem(status, ct.as_deref(), &bytes);
+        assert_problem_parts(status, ct.as_deref(), &bytes).assert_complete();
         let secs: u64 = retry_after
             .expect("Retry-After on overload")
             .parse()
@@ -161,7 +164,7 @@ async fn excess_requests_get_503_at_once_memory_stays_bounded_and_service_recove
          (slowest {slowest:?}); VmRSS {} KiB -> {} KiB, VmHWM {} KiB -> {} KiB",
         before.rss_kib, after.rss_kib, before.hwm_kib, after.hwm_kib
     );
-    crate::loud(&report);
+    local::checks::loud(&report);
     assert!(after.hwm_kib < 100 * MIB, "peak RSS bounded: {report}");
     assert!(
         after.rss_kib < before.rss_kib + 32 * MIB,

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use shared::config::MapSource;
 use sqlx::Connection;
 
-use crate::helpers::sqlite_store;
+use local::in_process::{Service, sqlite_store};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -93,26 +93,15 @@ fn any_interleaving_of_replays_stores_one_row_and_answers_one_entity() {
         .build()
         .expect("runtime");
     let (database_url, _dir) = sqlite_store();
-    let base = rt.block_on(async {
-        let src = MapSource::from_pairs([("AUTH_MODE", "off")])
-            .with("DATABASE_URL", database_url.clone());
-        let cfg = called::Config::from_source(&src).expect("config");
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", l.local_addr().expect("addr"));
-        tokio::spawn(called::run(cfg, l, std::future::pending::<()>()));
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
-                && r.status() == 200
-            {
-                return base;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("called never became ready");
+    let called = rt.block_on(async {
+        let called = Service::called(|_| {
+            MapSource::from_pairs([("AUTH_MODE", "off")]).with("DATABASE_URL", database_url.clone())
+        })
+        .await;
+        local::ready::wait_ready(&called.base).await;
+        called
     });
+    let base = called.base.clone();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()

@@ -5,9 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{called_open, rows, sqlite_store};
-use crate::proc::Proc;
-use crate::raw::{Raw, refused_within};
+use local::child::Proc;
+use local::in_process::sqlite_store;
+use local::raw::{Raw, refused_within};
+
+use crate::helpers::{called_open, rows};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exits_zero() {
@@ -59,7 +61,7 @@ async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exi
         rows(&database_url).await.iter().any(|(row, _)| *row == id),
         "the request answered during the drain is stored"
     );
-    crate::loud(&format!(
+    local::checks::loud(&format!(
         "called SIGTERM: refused new connections after {refused_after:?}, closed the idle one \
          after {idle_closed_after:?}, exited 0 after {exited_after:?}"
     ));

@@ -6,9 +6,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{assert_problem, called_open, sqlite_store};
-use crate::proc::Proc;
-use crate::raw::Raw;
+use local::checks::assert_problem_parts;
+use local::child::Proc;
+use local::in_process::sqlite_store;
+use local::raw::Raw;
+
+use crate::helpers::called_open;
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(500);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -89,7 +92,7 @@ async fn unfinished_headers_are_cut_off_at_the_header_read_timeout_while_others_
         closed_after.iter().min().copied().unwrap_or_default(),
         closed_after.iter().max().copied().unwrap_or_default(),
     );
-    crate::loud(&format!(
+    local::checks::loud(&format!(
         "slowloris headers: 45 connections closed after {min:?}..{max:?} \
          (HEADER_READ_TIMEOUT_MS=500); slowest normal request meanwhile {slowest_normal:?}"
     ));
@@ -152,7 +155,7 @@ async fn a_stalled_body_gets_503_at_the_request_timeout_and_frees_its_permit() {
             .unwrap_or_else(|e| panic!("{name}: no answer to a stalled body: {e}"));
         let elapsed = started.elapsed();
         assert_eq!(res.status, 503, "{name}");
-        assert_problem(503, res.header("content-type"), &res.body);
+        assert_problem_parts(503, res.header("content-type"), &res.body).assert_complete();
         assert!(res.header("retry-after").is_some(), "{name}");
         assert!(
             elapsed >= REQUEST_TIMEOUT - Duration::from_millis(100)
@@ -163,7 +166,7 @@ async fn a_stalled_body_gets_503_at_the_request_timeout_and_frees_its_permit() {
     // Permits are back.
     let res = post().await.expect("post");
     assert_eq!(res.status(), 201, "the permits were released");
-    crate::loud(&format!(
+    local::checks::loud(&format!(
         "slowloris body: stalled uploads answered 503 after {:?} (REQUEST_TIMEOUT_MS=1000)",
         started.elapsed()
     ));

@@ -7,7 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
-use crate::helpers::{USER, problem, spawn_called, spawn_caller, spawn_chain, spawn_emulator};
+use local::checks::{Problem, assert_problem};
+use local::emu::{Emu, USER};
+use local::in_process::{spawn_called, spawn_caller, spawn_chain};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -249,7 +251,11 @@ async fn bad_credentials_get_401_or_403_and_nothing_is_forwarded() {
     for (name, auth, status, www) in cases {
         let res = send(&c.caller.base, auth.as_deref()).await;
         assert_eq!(res.status().as_u16(), status, "{name}");
-        let (detail, got_www, _) = problem(res, status).await;
+        let Problem {
+            detail,
+            www_authenticate: got_www,
+            ..
+        } = assert_problem(res, status).await;
         assert_eq!(got_www.as_deref(), Some(www), "{name}");
         assert!(
             !detail.contains(parts[1]),
@@ -274,7 +280,7 @@ async fn bad_credentials_get_401_or_403_and_nothing_is_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_mode_accepts_stripped_signatures_on_valid_claims_only() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     let called = spawn_called(&emu, &[("AUTH_MODE", "platform")]).await;
     let sa = emu.sa();
     let strip = |t: &str| {
@@ -308,7 +314,7 @@ async fn platform_mode_accepts_stripped_signatures_on_valid_claims_only() {
     )])
     .await
     .expect("send");
-    problem(res, 401).await;
+    assert_problem(res, 401).await;
     let intruder = emu.emulator.mint(
         "intruder@example.com",
         &called.base,
@@ -320,13 +326,13 @@ async fn platform_mode_accepts_stripped_signatures_on_valid_claims_only() {
     )])
     .await
     .expect("send");
-    problem(res, 403).await;
+    assert_problem(res, 403).await;
     // A real signature is verified as in verify mode.
     let forged = format!("{}x", &good[..good.len() - 1]);
     let res = post(vec![("authorization", format!("Bearer {forged}"))])
         .await
         .expect("send");
-    problem(res, 401).await;
+    assert_problem(res, 401).await;
     // Both headers: only X-Serverless-Authorization counts.
     let res = post(vec![
         ("authorization", format!("Bearer {}", strip(&intruder))),
@@ -347,12 +353,12 @@ async fn platform_mode_accepts_stripped_signatures_on_valid_claims_only() {
     ])
     .await
     .expect("send");
-    problem(res, 403).await;
+    assert_problem(res, 403).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_with_auth_off_is_open_but_says_so() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     let called = spawn_called(&emu, &[]).await;
     let caller = spawn_caller(&emu, &called.base, &[("AUTH_MODE", "off")]).await;
     let res = send(&caller.base, None).await;

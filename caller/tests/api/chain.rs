@@ -4,12 +4,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{USER, post, problem, spawn_chain, user_token};
+use local::checks::{Problem, assert_problem};
+use local::emu::USER;
+use local::in_process::spawn_chain;
+
+use crate::helpers::post;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_travels_the_chain_and_is_stored_with_the_callers_identity() {
     let c = spawn_chain().await;
-    let token = user_token(&c.emu, &c.caller.base);
+    let token = c.emu.user_token(&c.caller.base);
     let res = post(
         &c.caller.base,
         Some(&token),
@@ -48,14 +52,17 @@ async fn post_travels_the_chain_and_is_stored_with_the_callers_identity() {
         .send()
         .await
         .expect("get");
-    let (_, www, _) = problem(res, 403).await;
+    let Problem {
+        www_authenticate: www,
+        ..
+    } = assert_problem(res, 403).await;
     assert_eq!(www.as_deref(), Some("Bearer error=\"insufficient_scope\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_requests_fetch_the_token_at_most_twice() {
     let c = spawn_chain().await;
-    let token = user_token(&c.emu, &c.caller.base);
+    let token = c.emu.user_token(&c.caller.base);
     let client = reqwest::Client::new();
     for i in 0..1000 {
         let res = client
@@ -74,7 +81,7 @@ async fn a_thousand_requests_fetch_the_token_at_most_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_and_request_id_travel_through() {
     let c = spawn_chain().await;
-    let token = user_token(&c.emu, &c.caller.base);
+    let token = c.emu.user_token(&c.caller.base);
     let client = reqwest::Client::new();
     let send = || {
         client
@@ -104,13 +111,13 @@ async fn idempotency_key_and_request_id_travel_through() {
         .send()
         .await
         .expect("post");
-    problem(other, 422).await;
+    assert_problem(other, 422).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_validates_foo() {
     let c = spawn_chain().await;
-    let token = user_token(&c.emu, &c.caller.base);
+    let token = c.emu.user_token(&c.caller.base);
     let cases = [
         (json!({}), "missing required field \"foo\""),
         (json!({"foo": ""}), "\"foo\""),
@@ -120,7 +127,8 @@ async fn caller_validates_foo() {
         (json!(["foo"]), "JSON object"),
     ];
     for (body, needle) in cases {
-        let (detail, _, _) = problem(post(&c.caller.base, Some(&token), &body).await, 400).await;
+        let Problem { detail, .. } =
+            assert_problem(post(&c.caller.base, Some(&token), &body).await, 400).await;
         assert!(
             detail.contains(needle),
             "{detail:?} should mention {needle:?}"
@@ -134,9 +142,9 @@ async fn caller_validates_foo() {
         .send()
         .await
         .expect("post");
-    problem(res, 415).await;
+    assert_problem(res, 415).await;
     // Authentication comes first: no token, bad body → 401.
-    problem(post(&c.caller.base, None, &json!({})).await, 401).await;
+    assert_problem(post(&c.caller.base, None, &json!({})).await, 401).await;
     assert_eq!(
         c.emu.emulator.identity_requests(),
         1,

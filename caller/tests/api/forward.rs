@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::helpers::{Emu, problem, spawn_caller, spawn_emulator, user_token};
+use local::checks::{Problem, assert_problem};
+use local::emu::Emu;
+use local::in_process::{Service, spawn_caller};
 
 /// A scripted answer: status and optional Retry-After.
 type Step = (u16, Option<&'static str>);
@@ -84,11 +86,11 @@ async fn setup(
     script: Vec<(u16, Option<&'static str>)>,
     stall: bool,
     extra: &[(&str, &str)],
-) -> (Emu, FakeCalled, crate::helpers::Service, String) {
-    let emu = spawn_emulator().await;
+) -> (Emu, FakeCalled, Service, String) {
+    let emu = Emu::start().await;
     let fake = spawn_fake(script, stall).await;
     let caller = spawn_caller(&emu, &fake.base, extra).await;
-    let token = user_token(&emu, &caller.base);
+    let token = emu.user_token(&caller.base);
     (emu, fake, caller, token)
 }
 
@@ -179,7 +181,7 @@ async fn retries_503_with_the_same_key_then_succeeds() {
 async fn upstream_outcomes_map_to_the_contract() {
     // 500: not retried, 502.
     let (_e, fake, caller, token) = setup(vec![(500, None)], false, &[]).await;
-    problem(
+    assert_problem(
         crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
         502,
     )
@@ -187,7 +189,7 @@ async fn upstream_outcomes_map_to_the_contract() {
     assert_eq!(fake.attempts(), 1);
     // 503 every time: three attempts, then 502.
     let (_e, fake, caller, token) = setup(vec![(503, None)], false, &[]).await;
-    problem(
+    assert_problem(
         crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
         502,
     )
@@ -196,7 +198,7 @@ async fn upstream_outcomes_map_to_the_contract() {
     // 401/403 from called: our credentials were rejected → 502, no retry.
     for s in [401, 403] {
         let (_e, fake, caller, token) = setup(vec![(s, None)], false, &[]).await;
-        problem(
+        assert_problem(
             crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
             502,
         )
@@ -206,7 +208,7 @@ async fn upstream_outcomes_map_to_the_contract() {
     // 409 / 422 / 400 pass through with the called service's body.
     for s in [400, 409, 422] {
         let (_e, _fake, caller, token) = setup(vec![(s, None)], false, &[]).await;
-        let (detail, _, _) = problem(
+        let Problem { detail, .. } = assert_problem(
             crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
             s,
         )
@@ -217,20 +219,20 @@ async fn upstream_outcomes_map_to_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn called_down_is_502_and_stuck_is_504_within_the_deadline() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     // Nothing listens on this port.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}", l.local_addr().expect("addr"))
     };
     let caller = spawn_caller(&emu, &dead, &[]).await;
-    let token = user_token(&emu, &caller.base);
-    problem(
+    let token = emu.user_token(&caller.base);
+    assert_problem(
         crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
         502,
     )
     .await;
-    problem(
+    assert_problem(
         reqwest::get(format!("{}/health/ready", caller.base))
             .await
             .expect("ready"),
@@ -241,7 +243,7 @@ async fn called_down_is_502_and_stuck_is_504_within_the_deadline() {
     let (_e, _fake, caller, token) =
         setup(vec![(201, None)], true, &[("CALL_TIMEOUT_MS", "600")]).await;
     let start = Instant::now();
-    let (_, _, _) = problem(
+    let Problem { .. } = assert_problem(
         crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
         504,
     )

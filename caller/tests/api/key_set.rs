@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Emu, problem, spawn_called, spawn_emulator};
+use local::checks::{Problem, assert_problem};
+use local::emu::Emu;
+use local::in_process::spawn_called;
 
 async fn post_as_caller(emu: &Emu, base: &str, token: &str) -> reqwest::Response {
     let _ = emu;
@@ -19,13 +21,15 @@ async fn post_as_caller(emu: &Emu, base: &str, token: &str) -> reqwest::Response
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_set_down_at_start_is_503_then_recovers() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     emu.emulator.set_jwks_down(true);
     let called = spawn_called(&emu, &[]).await;
     let token = emu
         .emulator
         .mint(&emu.sa(), &called.base, Duration::from_secs(600));
-    let (_, _, retry) = problem(post_as_caller(&emu, &called.base, &token).await, 503).await;
+    let Problem {
+        retry_after: retry, ..
+    } = assert_problem(post_as_caller(&emu, &called.base, &token).await, 503).await;
     assert!(retry.is_some());
     emu.emulator.set_jwks_down(false);
     let start = Instant::now();
@@ -42,7 +46,7 @@ async fn key_set_down_at_start_is_503_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_set_down_after_caching_and_rotation() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     let called = spawn_called(&emu, &[]).await;
     let old = emu
         .emulator
@@ -80,7 +84,7 @@ async fn key_set_down_after_caching_and_rotation() {
     let stranger = emulator::Emulator::new(Default::default());
     let forged = stranger.mint(&emu.sa(), &called.base, Duration::from_secs(600));
     for _ in 0..50 {
-        problem(post_as_caller(&emu, &called.base, &forged).await, 401).await;
+        assert_problem(post_as_caller(&emu, &called.base, &forged).await, 401).await;
     }
     let fetched = emu.emulator.jwks_requests() - before;
     assert!(

@@ -6,14 +6,16 @@ use std::time::{Duration, Instant};
 use emulator::IdentityFault;
 use serde_json::json;
 
-use crate::helpers::{
-    post, problem, spawn_called, spawn_caller, spawn_chain, spawn_emulator, user_token,
-};
+use local::checks::{Problem, assert_problem};
+use local::emu::Emu;
+use local::in_process::{spawn_called, spawn_caller, spawn_chain};
+
+use crate::helpers::post;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_after_a_token_was_cached_is_invisible() {
     let c = spawn_chain().await;
-    let token = user_token(&c.emu, &c.caller.base);
+    let token = c.emu.user_token(&c.caller.base);
     assert_eq!(
         post(&c.caller.base, Some(&token), &json!({"foo": "a"}))
             .await
@@ -44,18 +46,18 @@ async fn outage_after_a_token_was_cached_is_invisible() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_from_the_start_is_503_then_recovers_without_restart() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     emu.emulator.set_identity_fault(IdentityFault::Unavailable);
     let called = spawn_called(&emu, &[]).await;
     let caller = spawn_caller(&emu, &called.base, &[]).await;
-    let token = user_token(&emu, &caller.base);
-    let (_, _, retry_after) = problem(
+    let token = emu.user_token(&caller.base);
+    let Problem { retry_after, .. } = assert_problem(
         post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
         503,
     )
     .await;
     assert!(retry_after.is_some(), "503 carries Retry-After");
-    problem(
+    assert_problem(
         reqwest::get(format!("{}/health/ready", caller.base))
             .await
             .expect("ready"),
@@ -78,11 +80,11 @@ async fn down_from_the_start_is_503_then_recovers_without_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bad_answer_is_followed_by_the_next_good_one() {
     for fault in [IdentityFault::ForbiddenOnce, IdentityFault::GarbageOnce] {
-        let emu = spawn_emulator().await;
+        let emu = Emu::start().await;
         emu.emulator.set_identity_fault(fault);
         let called = spawn_called(&emu, &[]).await;
         let caller = spawn_caller(&emu, &called.base, &[]).await;
-        let token = user_token(&emu, &caller.base);
+        let token = emu.user_token(&caller.base);
         let start = Instant::now();
         loop {
             let res = post(&caller.base, Some(&token), &json!({"foo": "x"})).await;
@@ -101,13 +103,13 @@ async fn one_bad_answer_is_followed_by_the_next_good_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_metadata_server_is_503_within_the_fetch_timeout() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     emu.emulator.set_identity_fault(IdentityFault::Stall);
     let called = spawn_called(&emu, &[]).await;
     let caller = spawn_caller(&emu, &called.base, &[("TOKEN_FETCH_TIMEOUT_MS", "500")]).await;
-    let token = user_token(&emu, &caller.base);
+    let token = emu.user_token(&caller.base);
     let start = Instant::now();
-    problem(
+    assert_problem(
         post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
         503,
     )
@@ -121,13 +123,13 @@ async fn a_stalled_metadata_server_is_503_within_the_fetch_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_never_forwarded() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     emu.emulator.set_identity_fault(IdentityFault::Expired);
     let called = spawn_called(&emu, &[]).await;
     let caller = spawn_caller(&emu, &called.base, &[]).await;
-    let token = user_token(&emu, &caller.base);
+    let token = emu.user_token(&caller.base);
     for _ in 0..3 {
-        problem(
+        assert_problem(
             post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
             503,
         )

@@ -6,9 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Emu, USER, caller_spec, spawn_called};
-use crate::logcheck::assert_no_tokens;
-use crate::proc::{Proc, free_port};
+use local::checks::assert_no_tokens;
+use local::child::{Proc, free_port};
+use local::emu::{Emu, USER};
+use local::in_process::spawn_called;
+
+use crate::helpers::caller_spec;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -20,7 +23,7 @@ fn now() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_never_logs_a_token_even_at_trace_level() {
     let emu = Emu::start().await;
-    let called = spawn_called(&emu).await;
+    let called = spawn_called(&emu, &[]).await;
     let port = free_port();
     let spec = caller_spec(&emu, port, &called.base)
         .with("RUST_LOG", "trace")

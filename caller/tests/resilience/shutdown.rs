@@ -6,15 +6,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{Emu, caller_spec, spawn_called};
-use crate::proc::{Proc, free_port};
-use crate::raw::{Raw, refused_within};
+use local::child::{Proc, free_port};
+use local::emu::Emu;
+use local::in_process::spawn_called;
+use local::raw::{Raw, refused_within};
+
+use crate::helpers::caller_spec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exits_zero() {
     let grace = Duration::from_millis(3000);
     let emu = Emu::start().await;
-    let called = spawn_called(&emu).await;
+    let called = spawn_called(&emu, &[]).await;
     let port = free_port();
     let spec = caller_spec(&emu, port, &called.base).with("SHUTDOWN_GRACE_MS", "3000");
     let mut caller = Proc::start(&spec, port).await;
@@ -86,7 +89,7 @@ async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exi
         .await
         .expect("json");
     assert_eq!(stored, entity);
-    crate::loud(&format!(
+    local::checks::loud(&format!(
         "caller SIGTERM: refused new connections after {refused_after:?}, closed the idle one \
          after {idle_closed_after:?}, exited 0 after {exited_after:?}"
     ));

@@ -1,7 +1,6 @@
 //! A minimal HTTP/1.1 client on a raw TCP stream, for what an HTTP library will not do: stop
 //! half-way through a request, hold the connection, and finish (or never finish) later.
 //! Every wait is bounded.
-#![allow(dead_code)]
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -22,8 +21,11 @@ pub struct Raw {
 /// A parsed response.
 #[derive(Debug, Clone)]
 pub struct RawResponse {
+    /// The status code.
     pub status: u16,
+    /// Every header, in order.
     pub headers: Vec<(String, String)>,
+    /// The body (by `Content-Length`, or up to the end of the stream).
     pub body: Vec<u8>,
 }
 

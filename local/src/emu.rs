@@ -1,6 +1,4 @@
-//! The metadata-server emulator on 127.0.0.1:0 in the test process, shared by the called and
-//! caller resilience suites (the caller suite includes this file by path).
-#![allow(dead_code)]
+//! The metadata-server emulator on 127.0.0.1:0 in this process, and the tokens tests mint.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,14 +10,22 @@ pub const USER: &str = "developer@example.com";
 
 /// The emulator on 127.0.0.1:0, in this process.
 pub struct Emu {
+    /// The emulator itself: minting, faults, counters.
     pub emulator: Emulator,
+    /// Where it listens.
     pub addr: SocketAddr,
 }
 
 impl Emu {
+    /// Starts an emulator with the default settings (test logging on with `TEST_LOG`).
     pub async fn start() -> Self {
+        Self::start_with(EmulatorConfig::default()).await
+    }
+
+    /// Starts an emulator with the settings `cfg`.
+    pub async fn start_with(cfg: EmulatorConfig) -> Self {
         shared::telemetry::init_for_tests();
-        let emulator = Emulator::new(EmulatorConfig::default());
+        let emulator = Emulator::new(cfg);
         let (addr, _) = emulator
             .clone()
             .spawn("127.0.0.1:0".parse().expect("addr"))
@@ -28,8 +34,9 @@ impl Emu {
         Self { emulator, addr }
     }
 
+    /// The emulator's key-set URL.
     pub fn jwks_url(&self) -> String {
-        format!("http://{}/oauth2/v3/certs", self.addr)
+        crate::wiring::jwks_url(self.addr)
     }
 
     /// The emulator's service account: the identity of the tokens caller fetches.

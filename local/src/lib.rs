@@ -1,0 +1,20 @@
+//! `local`: the whole invoker chain on loopback — the `local` binary's composition, and the one
+//! test kit every integration suite (and the benchmark harness) uses.
+//!
+//! - [`wiring`]: the settings that connect emulator → called → caller.
+//! - [`chain`]: the `local` binary's run: all three services in one process on fixed ports.
+//! - [`emu`]: the metadata-server emulator on 127.0.0.1:0 in this process, and its tokens.
+//! - [`in_process`]: called, caller or the whole chain in this process on port 0.
+//! - [`child`]: a service binary as a child process (`Spec` → `Proc`) and `free_port`.
+//! - [`ready`]: the one readiness wait, with the one wait budget.
+//! - [`raw`]: a minimal HTTP/1.1 client on a raw TCP stream.
+//! - [`checks`]: shared assertions (problem documents, tokens in logs) and `loud`.
+
+pub mod chain;
+pub mod checks;
+pub mod child;
+pub mod emu;
+pub mod in_process;
+pub mod raw;
+pub mod ready;
+pub mod wiring;
