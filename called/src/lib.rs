@@ -22,6 +22,8 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use shared::auth::Authenticator;
+use shared::problem::Problem;
+use shared::readiness::ReadinessCache;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Idempotency keys being processed right now.
     pub in_flight: idempotency::InFlight,
+    /// The last readiness result, so probes cost at most one store ping a second.
+    pub readiness: ReadinessCache<Result<(), Problem>>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -63,6 +67,8 @@ pub struct App {
     pub router: Router,
     /// The store.
     pub store: Store,
+    /// The readiness cache behind `/health/ready` (its check count shows probe fan-out).
+    pub readiness: ReadinessCache<Result<(), Problem>>,
 }
 
 /// Opens the store and builds the router.
@@ -82,8 +88,10 @@ pub async fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<App> {
         store: store.clone(),
         auth,
         in_flight: idempotency::InFlight::default(),
+        readiness: ReadinessCache::default(),
     };
     Ok(App {
+        readiness: state.readiness.clone(),
         router: router(state, cfg),
         store,
     })

@@ -204,6 +204,16 @@ pub async fn live() -> Json<Value> {
     (status = 503, description = "The store is unreachable, or no signing keys yet", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(State(app): State<AppState>) -> Response {
+    match app.readiness.get_or_check(|| check_ready(&app)).await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// One readiness check: signing keys (verify mode) within 2 s, then a store ping within 2 s.
+/// `ready` caches its result about a second with one check in flight ([`shared::readiness`]),
+/// so probes never fan out to the store.
+async fn check_ready(app: &AppState) -> Result<(), Problem> {
     if app.auth.config().mode == shared::auth::AuthMode::Verify
         && let Some(verifier) = app.auth.verifier()
         && !tokio::time::timeout(Duration::from_secs(2), verifier.ready())
@@ -211,16 +221,18 @@ pub async fn ready(State(app): State<AppState>) -> Response {
             .unwrap_or(false)
     {
         tracing::warn!("not ready: no signing keys to verify tokens with");
-        return Problem::unavailable("no signing keys to verify tokens with yet", 1)
-            .into_response();
+        return Err(Problem::unavailable(
+            "no signing keys to verify tokens with yet",
+            1,
+        ));
     }
     match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
-        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: store unreachable");
-            Problem::unavailable("the store is unreachable", 2).into_response()
+            Err(Problem::unavailable("the store is unreachable", 2))
         }
-        Err(_) => Problem::unavailable("the store did not answer in time", 2).into_response(),
+        Err(_) => Err(Problem::unavailable("the store did not answer in time", 2)),
     }
 }
 

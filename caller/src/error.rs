@@ -18,6 +18,9 @@ pub enum Error {
     /// 502: the called service answered 401/403 to our credentials.
     #[error("called rejected the caller's credentials ({0})")]
     Rejected(u16),
+    /// 502: the called service answered a redirect (3xx), which is never followed.
+    #[error("called answered a redirect ({0})")]
+    Redirected(u16),
     /// 502: the called service failed (5xx or connection error) after retries.
     #[error("called failed: {0}")]
     Upstream(String),
@@ -51,6 +54,16 @@ impl IntoResponse for Error {
                 Problem::new(
                     StatusCode::BAD_GATEWAY,
                     "the called service rejected this service's credentials",
+                )
+            }
+            Self::Redirected(status) => {
+                tracing::error!(
+                    status,
+                    "called answered a redirect: not followed; check CALLED_URL"
+                );
+                Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "the called service answered with a redirect, which is not followed",
                 )
             }
             Self::Upstream(cause) => {

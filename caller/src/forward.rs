@@ -4,10 +4,14 @@
 //!
 //! Retrying a POST is safe because every forward carries an `Idempotency-Key` (the client's
 //! or a fresh UUID) that stays the same across attempts.
+//!
+//! The token wait is bounded by the request's remaining deadline and, when it runs out, ends
+//! as "no token" (503), never as the called service's fault (504): called was not contacted.
+//! Redirects are never followed (the shared client has no redirect policy) and a 3xx is a 502.
 
 use std::time::Duration;
 
-use crate::token::TokenCache;
+use crate::token::{IdToken, TokenCache, TokenError};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::time::Instant;
@@ -27,6 +31,21 @@ pub struct Outgoing {
     pub idempotency_key: String,
     /// `traceparent`, `X-Cloud-Trace-Context`, `X-Request-Id` as received.
     pub propagated: Vec<(&'static str, HeaderValue)>,
+    /// `X-Forwarded-Authorization: Bearer <the client's verified token>`, when this service
+    /// authenticated its client. Marked sensitive, so `Debug` prints `Sensitive`.
+    pub forwarded_authorization: Option<HeaderValue>,
+}
+
+/// The `X-Forwarded-Authorization` header (ESPv2 / API Gateway's name for the end user's
+/// original token).
+pub const X_FORWARDED_AUTHORIZATION: &str = "x-forwarded-authorization";
+
+/// `Bearer <token>` as a sensitive header value; `None` if the token is not a valid value
+/// (it came from a header, so it always is).
+pub fn forwarded_authorization(token: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
 }
 
 /// What the called service answered.
@@ -108,11 +127,16 @@ impl Forwarder {
         loop {
             attempt += 1;
             tracing::Span::current().record("attempts", attempt);
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            if deadline <= Instant::now() {
                 return Err(Error::Deadline);
             }
-            let outcome = tokio::time::timeout(remaining, self.attempt(out, remaining)).await;
+            let token = self.token_before(deadline).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(self.no_token(TokenError::Timeout(self.timeout)));
+            }
+            let outcome =
+                tokio::time::timeout(remaining, self.attempt(out, &token, remaining)).await;
             let (failure, after, pass_through) = match outcome {
                 Err(_) => return Err(Error::Deadline),
                 Ok(Err(e)) => return Err(e),
@@ -143,11 +167,29 @@ impl Forwarder {
         }
     }
 
-    async fn attempt(&self, out: &Outgoing, remaining: Duration) -> Result<Attempt, Error> {
-        let token = self.tokens.get().await.map_err(|e| {
-            let wait = self.tokens.retry_after().unwrap_or(Duration::from_secs(1));
-            Error::NoToken(e, wait.as_secs_f64().ceil().max(1.0) as u64)
-        })?;
+    /// The ID token, waiting no later than `deadline` (the cache bounds its own wait by
+    /// `TOKEN_FETCH_TIMEOUT_MS`; the request's deadline may be sooner).
+    async fn token_before(&self, deadline: Instant) -> Result<IdToken, Error> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout_at(deadline, self.tokens.get()).await {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(e)) => Err(self.no_token(e)),
+            Err(_) => Err(self.no_token(TokenError::Timeout(budget))),
+        }
+    }
+
+    /// 503 + Retry-After: when the cache tries again, at least 1 s.
+    fn no_token(&self, e: TokenError) -> Error {
+        let wait = self.tokens.retry_after().unwrap_or(Duration::from_secs(1));
+        Error::NoToken(e, wait.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    async fn attempt(
+        &self,
+        out: &Outgoing,
+        token: &IdToken,
+        remaining: Duration,
+    ) -> Result<Attempt, Error> {
         let mut req = self
             .http
             .post(self.target.clone())
@@ -158,6 +200,9 @@ impl Forwarder {
             .body(out.body.clone());
         for (name, value) in &out.propagated {
             req = req.header(*name, value.clone());
+        }
+        if let Some(value) = &out.forwarded_authorization {
+            req = req.header(X_FORWARDED_AUTHORIZATION, value.clone());
         }
         let res = match req.send().await {
             Ok(res) => res,
@@ -198,6 +243,7 @@ impl Forwarder {
             body,
         };
         Ok(match status.as_u16() {
+            300..=399 => return Err(Error::Redirected(status.as_u16())),
             401 | 403 => return Err(Error::Rejected(status.as_u16())),
             429 => Attempt::Retry {
                 failure: Error::Upstream("429".into()),

@@ -25,6 +25,8 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use shared::auth::Authenticator;
+use shared::problem::Problem;
+use shared::readiness::ReadinessCache;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub forwarder: Arc<Forwarder>,
     /// The pooled outbound client (health checks).
     pub http: reqwest::Client,
+    /// The last readiness result, so probes cost at most one upstream check a second.
+    pub readiness: ReadinessCache<Result<(), Problem>>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -90,6 +94,7 @@ pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, Tok
         auth,
         forwarder: Arc::new(forwarder),
         http,
+        readiness: ReadinessCache::default(),
     };
     let warm = tokens.clone();
     tokio::spawn(async move { warm.warm_up().await });

@@ -14,7 +14,7 @@ use shared::problem::Problem;
 
 use crate::AppState;
 use crate::error::Error;
-use crate::forward::{Outgoing, PROPAGATED};
+use crate::forward::{Outgoing, PROPAGATED, forwarded_authorization};
 
 /// Longest accepted `"foo"`, in characters.
 pub const MAX_FOO_CHARS: usize = 1024;
@@ -50,7 +50,7 @@ pub struct ForwardBody {
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The called service is rate limiting", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The called service failed or rejected this service's credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The called service failed, answered a redirect (never followed), or rejected this service's credentials", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No identity token obtainable, or overload", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The called service did not answer within CALL_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
     ),
@@ -58,7 +58,7 @@ pub struct ForwardBody {
 )]
 pub async fn forward(
     State(app): State<AppState>,
-    _principal: Principal,
+    principal: Principal,
     headers: HeaderMap,
     JsonObject(mut body): JsonObject,
 ) -> Result<Response, Error> {
@@ -77,12 +77,20 @@ pub async fn forward(
         .iter()
         .filter_map(|name| headers.get(*name).map(|v| (*name, v.clone())))
         .collect();
+    // The token the Principal extractor just verified (none with AUTH_MODE=off); the client's
+    // own X-Forwarded-Authorization is never passed on.
+    let forwarded_authorization = principal
+        .identity
+        .as_ref()
+        .and_then(|_| app.auth.presented_token(&headers))
+        .and_then(forwarded_authorization);
     let out = Outgoing {
         body: Bytes::from(
             serde_json::to_vec(&Value::Object(body)).map_err(|_| Problem::internal())?,
         ),
         idempotency_key: key,
         propagated,
+        forwarded_authorization,
     };
     let up = app.forwarder.forward(&out).await?;
     let mut res = (up.status, up.body).into_response();
@@ -98,27 +106,39 @@ pub async fn live() -> Json<Value> {
 
 /// `GET /health/ready`: a token can be had and called answers.
 #[utoipa::path(get, path = "/health/ready", responses(
-    (status = 200, description = "A token can be had and the called service answers"),
+    (status = 200, description = "A token can be had and the called service answers (result cached about a second)"),
     (status = 503, description = "No token, or the called service is unreachable", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(State(app): State<AppState>) -> Response {
-    let token = match tokio::time::timeout(Duration::from_secs(3), app.forwarder.tokens().get())
-        .await
-    {
-        Ok(Ok(token)) => token,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready: no ID token");
-            return Problem::unavailable("no identity token can be obtained", 2).into_response();
-        }
-        Err(_) => {
-            return Problem::unavailable("the token source did not answer in time", 2)
-                .into_response();
-        }
-    };
-    let url = match app.forwarder.target().join("health/live") {
-        Ok(u) => u,
-        Err(_) => return Problem::internal().into_response(),
-    };
+    match app.readiness.get_or_check(|| check_ready(&app)).await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// One readiness check: a token within 3 s, then `GET {CALLED_URL}/health/live` within 2 s.
+/// `ready` caches its result about a second with one check in flight ([`shared::readiness`]),
+/// so probes never fan out to called.
+async fn check_ready(app: &AppState) -> Result<(), Problem> {
+    let token =
+        match tokio::time::timeout(Duration::from_secs(3), app.forwarder.tokens().get()).await {
+            Ok(Ok(token)) => token,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "not ready: no ID token");
+                return Err(Problem::unavailable("no identity token can be obtained", 2));
+            }
+            Err(_) => {
+                return Err(Problem::unavailable(
+                    "the token source did not answer in time",
+                    2,
+                ));
+            }
+        };
+    let url = app
+        .forwarder
+        .target()
+        .join("health/live")
+        .map_err(|_| Problem::internal())?;
     // With the token: behind Cloud Run's IAM check an anonymous probe would get 403.
     let probe = app
         .http
@@ -128,17 +148,17 @@ pub async fn ready(State(app): State<AppState>) -> Response {
         .send()
         .await;
     match probe {
-        Ok(r) if r.status().is_success() => Json(json!({"status": "ready"})).into_response(),
+        Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => {
             tracing::warn!(
                 status = r.status().as_u16(),
                 "not ready: called is unhealthy"
             );
-            Problem::unavailable("the called service is not healthy", 2).into_response()
+            Err(Problem::unavailable("the called service is not healthy", 2))
         }
         Err(e) => {
             tracing::warn!(error = %e, "not ready: called unreachable");
-            Problem::unavailable("the called service is unreachable", 2).into_response()
+            Err(Problem::unavailable("the called service is unreachable", 2))
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`binary`]: the one `main` every binary runs (settings → telemetry → bind → serve).
 //! - [`openapi`]: the shared parts of the generated OpenAPI documents.
 //! - [`outbound`]: the one pooled outbound HTTP client.
+//! - [`readiness`]: a ~1 s cache of the readiness result with one check in flight at a time.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
 //! - [`auth`]: verification of Google-signed ID tokens, allow-list, the `Principal` extractor.
 //!
@@ -21,6 +22,7 @@ pub mod config;
 pub mod openapi;
 pub mod outbound;
 pub mod problem;
+pub mod readiness;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

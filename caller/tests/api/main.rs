@@ -8,3 +8,5 @@ mod chain;
 mod forward;
 mod key_set;
 mod metadata;
+mod outbound;
+mod readiness;

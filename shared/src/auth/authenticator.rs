@@ -83,6 +83,21 @@ impl Authenticator {
         self.inner.verifier.as_ref()
     }
 
+    /// The raw bearer token [`Authenticator::authenticate`] verifies for these headers (the same
+    /// header rule: `X-Serverless-Authorization` when present in platform mode, else
+    /// `Authorization`); `None` when the mode is off or there is no well-formed bearer token.
+    /// For forwarding the end user's proof once `authenticate` accepted it. Never log it.
+    pub fn presented_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        self.inner.verifier.as_ref()?;
+        let platform = self.inner.config.mode == AuthMode::Platform;
+        let header = if platform && headers.contains_key(SERVERLESS_AUTHORIZATION) {
+            headers.get(SERVERLESS_AUTHORIZATION)
+        } else {
+            headers.get(header::AUTHORIZATION)
+        };
+        bearer_token(header).ok()
+    }
+
     /// Authenticates a request by its headers: `Ok(None)` only when the mode is off.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Identity>, AuthError> {
         let cfg = &self.inner.config;
