@@ -6,5 +6,6 @@ mod helpers;
 mod durability;
 mod idempotency;
 mod postgres;
+mod readiness;
 mod reads;
 mod validation;

@@ -9,4 +9,3 @@ mod forward;
 mod key_set;
 mod metadata;
 mod outbound;
-mod readiness;

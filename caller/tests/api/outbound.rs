@@ -14,7 +14,9 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::helpers::{USER, problem, spawn_caller, spawn_emulator, user_token};
+use local::checks::assert_problem;
+use local::emu::{Emu, USER};
+use local::in_process::spawn_caller;
 
 /// What a fake `called` saw: the headers of every `POST /`, and how many `/health/live` hits.
 #[derive(Clone, Default)]
@@ -74,10 +76,10 @@ fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_x_forwarded_authorization_is_replaced_by_the_verified_client_token() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     let (called, seen) = spawn_recorder().await;
     let caller = spawn_caller(&emu, &called, &[]).await;
-    let token = user_token(&emu, &caller.base);
+    let token = emu.user_token(&caller.base);
     let forged = emu
         .emulator
         .mint("ceo@example.com", &caller.base, Duration::from_secs(600));
@@ -109,7 +111,7 @@ async fn forged_x_forwarded_authorization_is_replaced_by_the_verified_client_tok
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_mode_forwards_the_token_cloud_run_checked() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     let (called, seen) = spawn_recorder().await;
     let caller = spawn_caller(
         &emu,
@@ -117,7 +119,7 @@ async fn platform_mode_forwards_the_token_cloud_run_checked() {
         &[("AUTH_MODE", "platform"), ("AUTH_PLATFORM_TRUSTED", "true")],
     )
     .await;
-    let token = user_token(&emu, &caller.base);
+    let token = emu.user_token(&caller.base);
     let other = emu
         .emulator
         .mint(USER, "https://elsewhere.example", Duration::from_secs(600));
@@ -140,10 +142,10 @@ async fn platform_mode_forwards_the_token_cloud_run_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_off_forwards_no_end_user_token_even_a_client_supplied_one() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     let (called, seen) = spawn_recorder().await;
     let caller = spawn_caller(&emu, &called, &[("AUTH_MODE", "off")]).await;
-    let token = user_token(&emu, &caller.base);
+    let token = emu.user_token(&caller.base);
     let res = reqwest::Client::new()
         .post(format!("{}/", caller.base))
         .bearer_auth(&token)
@@ -163,7 +165,7 @@ async fn auth_off_forwards_no_end_user_token_even_a_client_supplied_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_from_called_is_not_followed() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     let (elsewhere, stolen) = spawn_recorder().await;
     let to = format!("{elsewhere}/");
     let redirector = Router::new()
@@ -177,7 +179,7 @@ async fn redirect_from_called_is_not_followed() {
         .route("/health/live", get(|| async { "ok" }));
     let called = serve(redirector).await;
     let caller = spawn_caller(&emu, &called, &[]).await;
-    let token = user_token(&emu, &caller.base);
+    let token = emu.user_token(&caller.base);
     let res = reqwest::Client::new()
         .post(format!("{}/", caller.base))
         .bearer_auth(&token)
@@ -190,7 +192,7 @@ async fn redirect_from_called_is_not_followed() {
         .send()
         .await
         .expect("post");
-    let (detail, _, _) = problem(res, 502).await;
+    let detail = assert_problem(res, 502).await.detail;
     assert!(detail.contains("redirect"), "detail says so: {detail}");
     assert_eq!(stolen.post_count(), 0, "the other host never saw the body");
 }
@@ -199,7 +201,7 @@ async fn redirect_from_called_is_not_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_metadata_server_is_not_blamed_on_called() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     // Accepts connections, holds them, never answers.
     let stalled = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -222,9 +224,13 @@ async fn stalled_metadata_server_is_not_blamed_on_called() {
         ],
     )
     .await;
-    let token = user_token(&emu, &caller.base);
+    let token = emu.user_token(&caller.base);
     let res = crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await;
-    let (detail, _, retry_after) = problem(res, 503).await;
+    let local::checks::Problem {
+        detail,
+        retry_after,
+        ..
+    } = assert_problem(res, 503).await;
     assert!(
         detail.contains("token"),
         "detail is about the token: {detail}"
@@ -240,7 +246,7 @@ async fn stalled_metadata_server_is_not_blamed_on_called() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_anonymous_probes_cost_one_upstream_check() {
-    let emu = spawn_emulator().await;
+    let emu = Emu::start().await;
     let (called, seen) = spawn_recorder().await;
     let caller = spawn_caller(&emu, &called, &[]).await;
     let client = reqwest::Client::new();

@@ -1,5 +1,5 @@
 //! `called`'s readiness under a burst of anonymous probes: one store ping per interval, not one
-//! per probe (the caller's side is in `outbound.rs`).
+//! per probe (the caller's side is in `caller/tests/api/outbound.rs`).
 
 use shared::config::MapSource;
 use tokio::time::Instant;
