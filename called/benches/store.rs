@@ -40,6 +40,7 @@ fn new_entity(key: Option<String>) -> NewEntity {
     NewEntity {
         idempotency: Some(IdempotencyKey {
             scope: CALLER.to_owned(),
+            user: String::new(),
             key,
             body_hash: body_hash(&body),
         }),
@@ -47,6 +48,7 @@ fn new_entity(key: Option<String>) -> NewEntity {
             id: Uuid::now_v7(),
             created_at: "2026-01-01T00:00:00.000000Z".to_owned(),
             caller: Some(CALLER.to_owned()),
+            on_behalf_of: None,
             body,
         },
     }
@@ -124,7 +126,7 @@ fn store(c: &mut Criterion) {
 const INSERT: &str =
     "INSERT INTO entities (id, created_at, caller, body, idem_scope, idem_key, body_hash) ";
 const ON_CONFLICT: &str =
-    " ON CONFLICT (idem_scope, idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
+    " ON CONFLICT (idem_scope, idem_user, idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
 
 /// The columns of one row, as the SQLite store binds them.
 fn row(n: &NewEntity) -> [Option<String>; 7] {

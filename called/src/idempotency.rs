@@ -50,21 +50,25 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// `(principal, end user, key)`: whose key it is.
+type Entry = (String, String, String);
+
 /// Keys currently being processed by this process.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashSet<(String, String)>>>);
+pub struct InFlight(Arc<Mutex<HashSet<Entry>>>);
 
 /// Removes its key from the in-flight set when dropped (also on cancellation).
 #[derive(Debug)]
 pub struct InFlightGuard {
     set: InFlight,
-    entry: (String, String),
+    entry: Entry,
 }
 
 impl InFlight {
-    /// Marks `(scope, key)` in flight, or `None` when it already is.
-    pub fn begin(&self, scope: &str, key: &str) -> Option<InFlightGuard> {
-        let entry = (scope.to_owned(), key.to_owned());
+    /// Marks `(scope, user, key)` in flight (principal, end user or `""`, key), or `None` when
+    /// it already is.
+    pub fn begin(&self, scope: &str, user: &str, key: &str) -> Option<InFlightGuard> {
+        let entry = (scope.to_owned(), user.to_owned(), key.to_owned());
         let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
         set.insert(entry.clone()).then(|| InFlightGuard {
             set: self.clone(),
@@ -115,10 +119,11 @@ mod tests {
     #[test]
     fn in_flight_guard() {
         let f = InFlight::default();
-        let g = f.begin("", "k").expect("first");
-        assert!(f.begin("", "k").is_none());
-        assert!(f.begin("other", "k").is_some());
+        let g = f.begin("", "", "k").expect("first");
+        assert!(f.begin("", "", "k").is_none());
+        assert!(f.begin("other", "", "k").is_some());
+        assert!(f.begin("", "user", "k").is_some(), "another end user's key");
         drop(g);
-        assert!(f.begin("", "k").is_some());
+        assert!(f.begin("", "", "k").is_some());
     }
 }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Idempotency keys being processed right now.
     pub in_flight: idempotency::InFlight,
+    /// Who reads what (`READ_ALL_PRINCIPALS`) and the page byte bound (`MAX_PAGE_BYTES`).
+    pub reads: std::sync::Arc<config::ReadSettings>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -82,6 +84,7 @@ pub async fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<App> {
         store: store.clone(),
         auth,
         in_flight: idempotency::InFlight::default(),
+        reads: std::sync::Arc::new(cfg.reads.clone()),
     };
     Ok(App {
         router: router(state, cfg),

@@ -5,6 +5,8 @@ mod helpers;
 
 mod durability;
 mod idempotency;
+mod identity;
 mod postgres;
 mod reads;
+mod upgrade;
 mod validation;
