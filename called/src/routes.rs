@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use shared::auth::Principal;
-use shared::body::{JsonObject, require_text};
+use shared::body::{ExactJsonObject, require_text};
 use shared::problem::Problem;
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -47,7 +47,7 @@ pub struct CreateBody {
         (status = 201, description = "Stored (durably committed), or replayed", body = Entity,
             headers(("Location" = String, description = "/entities/{id}"),
                     ("Idempotent-Replayed" = Option<String>, description = "true on a replay"))),
-        (status = 400, description = "Body not JSON, not an object, or \"bar\" missing or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Body not JSON, not an object, an object with a repeated key, or \"bar\" missing or invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid identity token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Principal not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Same Idempotency-Key still in flight", body = Problem, content_type = "application/problem+json"),
@@ -62,13 +62,14 @@ pub async fn create(
     State(app): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    body: ExactJsonObject,
 ) -> Result<Response, Error> {
-    require_text(&body, "bar", MAX_BAR_CHARS)?;
+    require_text(&body.map, "bar", MAX_BAR_CHARS)?;
+    // Stored, hashed and returned exactly as received (every digit of every number).
+    let body = body.raw;
     let key = idempotency::key_from(&headers)?;
     let caller_email = principal.email().map(str::to_owned);
     let on_behalf_of = principal.on_behalf_of_email().map(str::to_owned);
-    let body = Value::Object(body);
     // A key belongs to who really asked: the principal and the end user it acts for.
     let scope = caller_email.clone().unwrap_or_default();
     let user = on_behalf_of.clone().unwrap_or_default();

@@ -9,14 +9,14 @@ mod postgres;
 mod sqlite;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 pub use postgres::{PgStore, connect_options as pg_connect_options, is_postgres_url};
 pub use sqlite::SqliteStore;
 
 /// A stored entity, as returned to clients.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Entity {
     /// UUIDv7: sortable by creation time.
     pub id: Uuid,
@@ -27,9 +27,20 @@ pub struct Entity {
     pub caller: Option<String>,
     /// The verified end user the principal acted for (a forwarded identity), else `null`.
     pub on_behalf_of: Option<String>,
-    /// The whole JSON object as received.
+    /// The whole JSON object exactly as received (every number with all its digits, keys in
+    /// their order), without insignificant whitespace.
     #[schema(value_type = Object)]
-    pub body: Value,
+    pub body: Box<RawValue>,
+}
+
+impl PartialEq for Entity {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.created_at == other.created_at
+            && self.caller == other.caller
+            && self.on_behalf_of == other.on_behalf_of
+            && self.body.get() == other.body.get()
+    }
 }
 
 /// The idempotency record attached to an insert.
@@ -41,7 +52,7 @@ pub struct IdempotencyKey {
     pub user: String,
     /// The client's `Idempotency-Key`.
     pub key: String,
-    /// Hex SHA-256 of the canonical body.
+    /// Hex SHA-256 of the canonical body (`idempotency::body_hash`).
     pub body_hash: String,
 }
 
@@ -340,8 +351,8 @@ fn parse_id(s: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("bad id {s:?}: {e}")))
 }
 
-fn parse_body(s: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad body: {e}")))
+fn parse_body(s: String) -> Result<Box<RawValue>, StoreError> {
+    RawValue::from_string(s).map_err(|e| StoreError::Corrupt(format!("bad body: {e}")))
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity, StoreError> 
         created_at: row.try_get("created_at")?,
         caller: row.try_get("caller")?,
         on_behalf_of: row.try_get("on_behalf_of")?,
-        body: parse_body(&body)?,
+        body: parse_body(body)?,
     })
 }
 
@@ -250,7 +250,7 @@ async fn run_batch(
                 .push_bind(e.created_at.clone())
                 .push_bind(e.caller.clone())
                 .push_bind(e.on_behalf_of.clone())
-                .push_bind(e.body.to_string())
+                .push_bind(e.body.get().to_owned())
                 .push_bind(idem.map(|k| k.scope.clone()))
                 .push_bind(idem.map_or_else(String::new, |k| k.user.clone()))
                 .push_bind(idem.map(|k| k.key.clone()))

@@ -125,6 +125,7 @@ impl AuthApp {
 }
 
 fn new_entity(caller: &str, user: Option<&str>, key: &str, body: Value) -> NewEntity {
+    let body = serde_json::value::RawValue::from_string(body.to_string()).expect("json");
     NewEntity {
         idempotency: Some(IdempotencyKey {
             scope: caller.to_owned(),

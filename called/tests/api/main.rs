@@ -6,6 +6,7 @@ mod helpers;
 mod durability;
 mod idempotency;
 mod identity;
+mod numbers;
 mod postgres;
 mod reads;
 mod upgrade;

@@ -34,7 +34,8 @@ fn entity(bar: &str) -> NewEntity {
             created_at: "2025-01-02T03:04:05.123456Z".into(),
             caller: None,
             on_behalf_of: None,
-            body: json!({"bar": bar}),
+            body: serde_json::value::RawValue::from_string(json!({"bar": bar}).to_string())
+                .expect("json"),
         },
         idempotency: None,
     }

@@ -44,7 +44,9 @@ async fn a_database_from_the_previous_release_keeps_its_rows_and_keys(backend: B
         .await
         .expect("old migrations");
     let old_body = json!({"bar": "written by the old release", "n": 1});
-    let hash = called::idempotency::body_hash(&old_body);
+    let hash = called::idempotency::body_hash(
+        &serde_json::value::RawValue::from_string(old_body.to_string()).expect("json"),
+    );
     let (keyed, plain) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     match backend {
         Backend::Sqlite => {
@@ -105,24 +107,28 @@ async fn a_database_from_the_previous_release_keeps_its_rows_and_keys(backend: B
             .expect("old row readable");
         assert_eq!(e.caller.as_deref(), Some(CALLER));
         assert_eq!(e.on_behalf_of, None);
-        assert_eq!(e.body, old_body);
+        let body: serde_json::Value = serde_json::from_str(e.body.get()).expect("json");
+        assert_eq!(body, old_body);
         assert_eq!(e.created_at, "2025-01-02T03:04:05.123456Z");
     }
     // The old key still belongs to (principal, no end user): same body replays, another is 422.
-    let again = |body: serde_json::Value, user: Option<&str>| NewEntity {
-        idempotency: Some(IdempotencyKey {
-            scope: CALLER.into(),
-            user: user.unwrap_or_default().into(),
-            key: "old-key".into(),
-            body_hash: called::idempotency::body_hash(&body),
-        }),
-        entity: Entity {
-            id: uuid::Uuid::now_v7(),
-            created_at: "2026-01-01T00:00:00.000000Z".into(),
-            caller: Some(CALLER.into()),
-            on_behalf_of: user.map(str::to_owned),
-            body,
-        },
+    let again = |body: serde_json::Value, user: Option<&str>| {
+        let body = serde_json::value::RawValue::from_string(body.to_string()).expect("json");
+        NewEntity {
+            idempotency: Some(IdempotencyKey {
+                scope: CALLER.into(),
+                user: user.unwrap_or_default().into(),
+                key: "old-key".into(),
+                body_hash: called::idempotency::body_hash(&body),
+            }),
+            entity: Entity {
+                id: uuid::Uuid::now_v7(),
+                created_at: "2026-01-01T00:00:00.000000Z".into(),
+                caller: Some(CALLER.into()),
+                on_behalf_of: user.map(str::to_owned),
+                body,
+            },
+        }
     };
     match store
         .insert(again(old_body.clone(), None))
