@@ -7,6 +7,7 @@ mod durability;
 mod idempotency;
 mod identity;
 mod numbers;
+mod pages;
 mod postgres;
 mod reads;
 mod upgrade;
