@@ -1,6 +1,6 @@
 //! Micro-benchmarks of `called`'s request path below HTTP:
 //!
-//! - `body/parse_and_validate`: `shared::body::parse_object` + `require_text("bar")`.
+//! - `body/parse_and_validate`: `shared::body::parse_exact_object` + `require_text("bar")`.
 //! - `body/hash`: the canonical body hash stored with an `Idempotency-Key`.
 //! - `store/insert_one`: one insert through [`Store`] (SQLite file, WAL, `synchronous=FULL`),
 //!   awaited before the next — every insert is its own durable commit (one fsync).
@@ -22,8 +22,9 @@ use std::time::Duration;
 use called::idempotency::body_hash;
 use called::store::{Entity, IdempotencyKey, InsertOutcome, NewEntity, Store, StoreSettings};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use serde_json::{Value, json};
-use shared::body::{parse_object, require_text};
+use serde_json::json;
+use serde_json::value::RawValue;
+use shared::body::{parse_exact_object, require_text};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
@@ -35,11 +36,12 @@ static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
 
 /// An entity like the one `POST /` builds, with a fresh (or the given) idempotency key.
 fn new_entity(key: Option<String>) -> NewEntity {
-    let body = json!({"bar": "hello from wrk"});
+    let body = RawValue::from_string(json!({"bar": "hello from wrk"}).to_string()).expect("json");
     let key = key.unwrap_or_else(|| format!("k-{}", NEXT_KEY.fetch_add(1, Ordering::Relaxed)));
     NewEntity {
         idempotency: Some(IdempotencyKey {
             scope: CALLER.to_owned(),
+            user: String::new(),
             key,
             body_hash: body_hash(&body),
         }),
@@ -47,6 +49,7 @@ fn new_entity(key: Option<String>) -> NewEntity {
             id: Uuid::now_v7(),
             created_at: "2026-01-01T00:00:00.000000Z".to_owned(),
             caller: Some(CALLER.to_owned()),
+            on_behalf_of: None,
             body,
         },
     }
@@ -56,11 +59,11 @@ fn body(c: &mut Criterion) {
     let mut g = c.benchmark_group("body");
     g.bench_function("parse_and_validate", |b| {
         b.iter(|| {
-            let obj = parse_object(black_box(BODY)).expect("object");
-            require_text(&obj, "bar", 1024).expect("valid").len()
+            let obj = parse_exact_object(black_box(BODY)).expect("object");
+            require_text(&obj.map, "bar", 1024).expect("valid").len()
         });
     });
-    let value: Value = serde_json::from_slice(BODY).expect("json");
+    let value = parse_exact_object(BODY).expect("json").raw;
     g.bench_function("hash", |b| b.iter(|| body_hash(black_box(&value))));
     g.finish();
 }
@@ -124,7 +127,7 @@ fn store(c: &mut Criterion) {
 const INSERT: &str =
     "INSERT INTO entities (id, created_at, caller, body, idem_scope, idem_key, body_hash) ";
 const ON_CONFLICT: &str =
-    " ON CONFLICT (idem_scope, idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
+    " ON CONFLICT (idem_scope, idem_user, idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
 
 /// The columns of one row, as the SQLite store binds them.
 fn row(n: &NewEntity) -> [Option<String>; 7] {

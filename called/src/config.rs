@@ -1,6 +1,6 @@
 //! The called service's settings, parsed once at startup.
 
-use shared::auth::AuthConfig;
+use shared::auth::{AuthConfig, PrincipalPattern};
 use shared::config::{ConfigError, Reader, ServerConfig, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
 
@@ -19,6 +19,60 @@ pub struct Config {
     pub database_url: String,
     /// Pool and batching.
     pub store: StoreSettings,
+    /// Who may read what, and how large a page gets.
+    pub reads: ReadSettings,
+}
+
+/// `READ_ALL_PRINCIPALS` and `MAX_PAGE_BYTES`.
+#[derive(Debug, Clone)]
+pub struct ReadSettings {
+    /// Principals that may read every entity (others read only what they stored).
+    pub read_all: Vec<PrincipalPattern>,
+    /// A page of `GET /entities` ends before its entities pass this many bytes of JSON.
+    pub max_page_bytes: usize,
+}
+
+/// Default `MAX_PAGE_BYTES`: 4 MiB.
+pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+impl Default for ReadSettings {
+    fn default() -> Self {
+        Self {
+            read_all: Vec::new(),
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+        }
+    }
+}
+
+impl ReadSettings {
+    /// `READ_ALL_PRINCIPALS`.
+    pub const READ_ALL_PRINCIPALS: Setting = Setting::new(
+        "READ_ALL_PRINCIPALS",
+        "",
+        "comma list of principals (exact emails or *@domain) that may read every entity; every other principal reads only the entities it stored",
+    );
+    /// `MAX_PAGE_BYTES`.
+    pub const MAX_PAGE_BYTES: Setting = Setting::new(
+        "MAX_PAGE_BYTES",
+        "4194304",
+        "a page of GET /entities ends before its entities pass this many bytes (it holds at least one entity)",
+    );
+    /// The read settings.
+    pub const SETTINGS: &'static [Setting] = &[Self::READ_ALL_PRINCIPALS, Self::MAX_PAGE_BYTES];
+
+    /// Reads and validates them.
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let r = Reader::new(src);
+        Ok(Self {
+            read_all: shared::auth::config::principal_list(&r, &Self::READ_ALL_PRINCIPALS)?,
+            max_page_bytes: r.int_in(&Self::MAX_PAGE_BYTES, 1024..=(256 * 1024 * 1024))?,
+        })
+    }
+
+    /// Whether `email` may read every entity.
+    pub fn reads_all(&self, email: &str) -> bool {
+        self.read_all.iter().any(|p| p.matches(email))
+    }
 }
 
 /// Default `DATABASE_URL`.
@@ -41,6 +95,7 @@ impl std::fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("database_url", &redact_url(&self.database_url))
             .field("store", &self.store)
+            .field("reads", &self.reads)
             .finish()
     }
 }
@@ -127,6 +182,7 @@ impl Config {
             auth: AuthConfig::from_source(src)?,
             database_url,
             store,
+            reads: ReadSettings::from_source(src)?,
         })
     }
 
@@ -136,6 +192,7 @@ impl Config {
         ("Logging", TelemetryConfig::SETTINGS),
         ("Authentication", AuthConfig::SETTINGS),
         ("Storage", Self::SETTINGS),
+        ("Reads", ReadSettings::SETTINGS),
     ];
 
     /// `--help` text.

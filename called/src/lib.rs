@@ -40,6 +40,8 @@ pub struct AppState {
     pub in_flight: idempotency::InFlight,
     /// The last readiness result, so probes cost at most one store ping a second.
     pub readiness: ReadinessCache<Result<(), Problem>>,
+    /// Who reads what (`READ_ALL_PRINCIPALS`) and the page byte bound (`MAX_PAGE_BYTES`).
+    pub reads: std::sync::Arc<config::ReadSettings>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -89,6 +91,7 @@ pub async fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<App> {
         auth,
         in_flight: idempotency::InFlight::default(),
         readiness: ReadinessCache::default(),
+        reads: std::sync::Arc::new(cfg.reads.clone()),
     };
     Ok(App {
         readiness: state.readiness.clone(),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use shared::auth::Principal;
-use shared::body::{JsonObject, require_text};
+use shared::body::{ExactJsonObject, require_text};
 use shared::problem::Problem;
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::Error;
 use crate::idempotency;
-use crate::store::{Entity, IdempotencyKey, InsertOutcome, NewEntity};
+use crate::store::{Entity, IdempotencyKey, InsertOutcome, NewEntity, PageQuery, ReadScope};
 
 /// Longest accepted `"bar"`, in characters.
 pub const MAX_BAR_CHARS: usize = 1024;
@@ -47,7 +47,7 @@ pub struct CreateBody {
         (status = 201, description = "Stored (durably committed), or replayed", body = Entity,
             headers(("Location" = String, description = "/entities/{id}"),
                     ("Idempotent-Replayed" = Option<String>, description = "true on a replay"))),
-        (status = 400, description = "Body not JSON, not an object, or \"bar\" missing or invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Body not JSON, not an object, an object with a repeated key, or \"bar\" missing or invalid", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid identity token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Principal not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Same Idempotency-Key still in flight", body = Problem, content_type = "application/problem+json"),
@@ -62,19 +62,28 @@ pub async fn create(
     State(app): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    body: ExactJsonObject,
 ) -> Result<Response, Error> {
-    require_text(&body, "bar", MAX_BAR_CHARS)?;
+    require_text(&body.map, "bar", MAX_BAR_CHARS)?;
+    // Stored, hashed and returned exactly as received (every digit of every number).
+    let body = body.raw;
     let key = idempotency::key_from(&headers)?;
     let caller_email = principal.email().map(str::to_owned);
-    let body = Value::Object(body);
+    let on_behalf_of = principal.on_behalf_of_email().map(str::to_owned);
+    // A key belongs to who really asked: the principal and the end user it acts for.
     let scope = caller_email.clone().unwrap_or_default();
+    let user = on_behalf_of.clone().unwrap_or_default();
     let _guard = match &key {
-        Some(k) => Some(app.in_flight.begin(&scope, k).ok_or(Error::KeyInFlight)?),
+        Some(k) => Some(
+            app.in_flight
+                .begin(&scope, &user, k)
+                .ok_or(Error::KeyInFlight)?,
+        ),
         None => None,
     };
     let idempotency = key.map(|key| IdempotencyKey {
         scope,
+        user,
         key,
         body_hash: idempotency::body_hash(&body),
     });
@@ -82,6 +91,7 @@ pub async fn create(
         id: Uuid::now_v7(),
         created_at: now_rfc3339(),
         caller: caller_email,
+        on_behalf_of,
         body,
     };
     match app
@@ -119,19 +129,20 @@ fn created(entity: &Entity, replayed: bool) -> Response {
         (status = 200, description = "The entity", body = Entity),
         (status = 401, description = "No or invalid identity token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Principal not allowed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such entity", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entity, or one this principal may not read", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable or overload", body = Problem, content_type = "application/problem+json"),
     ),
     security(("google_id_token" = []))
 )]
 pub async fn get_one(
     State(app): State<AppState>,
-    _principal: Principal,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Entity>, Error> {
     let not_found = || Problem::not_found(format!("no entity with id {id:?}"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    match app.store.get(uuid).await? {
+    // Another principal's entity is "not found" too: its existence is not disclosed.
+    match app.store.get(uuid, &read_scope(&app, &principal)).await? {
         Some(e) => Ok(Json(e)),
         None => Err(not_found().into()),
     }
@@ -146,7 +157,7 @@ pub async fn get_one(
         ("after" = Option<uuid::Uuid>, Query, description = "The previous page's next"),
     ),
     responses(
-        (status = 200, description = "A page, oldest first", body = crate::store::Page),
+        (status = 200, description = "A page, oldest first, of the entities this principal may read; at most limit entities, ending before MAX_PAGE_BYTES", body = crate::store::Page),
         (status = 400, description = "Bad limit or after", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid identity token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Principal not allowed", body = Problem, content_type = "application/problem+json"),
@@ -156,11 +167,26 @@ pub async fn get_one(
 )]
 pub async fn list(
     State(app): State<AppState>,
-    _principal: Principal,
+    principal: Principal,
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::store::Page>, Error> {
     let (limit, after) = list_params(query.as_deref().unwrap_or(""))?;
-    Ok(Json(app.store.list(limit, after).await?))
+    let page = PageQuery {
+        limit,
+        after,
+        scope: read_scope(&app, &principal),
+        max_bytes: app.reads.max_page_bytes,
+    };
+    Ok(Json(app.store.list(&page).await?))
+}
+
+/// What `principal` may read: what it stored, everything when it is in `READ_ALL_PRINCIPALS`,
+/// and everything with `AUTH_MODE=off` (no principal: a development mode).
+fn read_scope(app: &AppState, principal: &Principal) -> ReadScope {
+    match principal.email() {
+        Some(email) if !app.reads.reads_all(email) => ReadScope::StoredBy(email.to_owned()),
+        _ => ReadScope::All,
+    }
 }
 
 fn list_params(query: &str) -> Result<(u32, Option<Uuid>), Problem> {

@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use http::{StatusCode, header};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::problem::Problem;
@@ -96,6 +97,146 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// A request body that is a JSON object, kept exactly: `raw` is the received text with only the
+/// insignificant whitespace removed — every number keeps its digits and notation, every string
+/// its escapes, every key its place — and `map` is the same object parsed (for validation only:
+/// [`Value`] numbers are `f64`/`i64`/`u64` and may have lost digits). Objects with a duplicate
+/// key at any depth are refused (400): what is validated and what is stored must be the same.
+#[derive(Debug, Clone)]
+pub struct ExactJsonObject {
+    /// The object, parsed (numbers possibly rounded: do not store this).
+    pub map: Map<String, Value>,
+    /// The object's exact text, compact.
+    pub raw: Box<RawValue>,
+}
+
+/// Parses bytes as a JSON object kept exactly (see [`ExactJsonObject`]); 400 on failure, on a
+/// duplicate key, and on U+0000 in any string, like [`parse_object`].
+pub fn parse_exact_object(bytes: &[u8]) -> Result<ExactJsonObject, Problem> {
+    let map = parse_object(bytes)?;
+    // Valid JSON (checked above), so it is UTF-8 and the scan below only drops whitespace.
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| Problem::bad_request("request body is not valid UTF-8"))?;
+    if let Err(e) = serde_json::from_str::<NoDuplicateKeys>(text) {
+        return Err(Problem::bad_request(format!(
+            "request body is not accepted: {e}"
+        )));
+    }
+    let raw = RawValue::from_string(compact(text))
+        .map_err(|e| Problem::bad_request(format!("request body is not valid JSON: {e}")))?;
+    Ok(ExactJsonObject { map, raw })
+}
+
+/// `text` (valid JSON) without the whitespace outside strings.
+fn compact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Deserializes any JSON value, failing on an object with a repeated key (at any depth).
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("an object has the same key twice"));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(NoDuplicateKeys)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for ExactJsonObject {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_json_content_type(ct) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(None)
+            } else {
+                Problem::bad_request(format!(
+                    "could not read request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        parse_exact_object(&bytes)
+    }
+}
+
 /// Validates that `field` is a non-empty string of at most `max_chars` characters.
 /// The detail names the field: `missing required field "bar"`.
 pub fn require_text<'a>(
@@ -166,6 +307,30 @@ mod tests {
         assert!(parse_object(b"{\"bar\":\"x\"}").is_ok());
         assert!(parse_object(br#"{"bar":"x","n":[{"a\u0000":1}]}"#).is_err());
         assert!(parse_object(br#"{"bar":"x\u0000"}"#).is_err());
+    }
+
+    #[test]
+    fn exact_objects_keep_every_digit_and_refuse_duplicate_keys() {
+        let text = "{ \"bar\" : \"a b\\\" \\\\\" ,\n \"n\": 12345678901234567890123, \"d\": [1.0E+2, -0, 0.10000000000000000555] }";
+        let exact = parse_exact_object(text.as_bytes()).expect("object");
+        assert_eq!(
+            exact.raw.get(),
+            r#"{"bar":"a b\" \\","n":12345678901234567890123,"d":[1.0E+2,-0,0.10000000000000000555]}"#
+        );
+        assert_eq!(exact.map["bar"], "a b\" \\");
+        for dup in [
+            r#"{"bar":"x","bar":"y"}"#,
+            r#"{"bar":"x","n":[{"a":1,"a":2}]}"#,
+            r#"{"bar":"x","\u0062ar":"y"}"#,
+        ] {
+            assert_eq!(
+                parse_exact_object(dup.as_bytes()).expect_err(dup).status,
+                400,
+                "{dup}"
+            );
+        }
+        assert!(parse_exact_object(br#"{"bar":"x","n":{"a":1},"m":{"a":1}}"#).is_ok());
+        assert_eq!(parse_exact_object(b"[1]").expect_err("array").status, 400);
     }
 
     #[test]

@@ -1,20 +1,22 @@
 //! Durable storage of entities, behind one small interface with a backend per database.
 //!
 //! The store never knows HTTP. Idempotency is enforced by the database's unique index on
-//! `(idem_scope, idem_key)`, so it holds across instances and restarts.
+//! `(idem_scope, idem_user, idem_key)` — principal, end user, key — so it holds across
+//! instances and restarts. Reads are scoped by [`ReadScope`]; pages are bounded by count and
+//! by bytes ([`PageQuery`]) and fetched in bounded batches.
 
 mod postgres;
 mod sqlite;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 pub use postgres::{PgStore, connect_options as pg_connect_options, is_postgres_url};
 pub use sqlite::SqliteStore;
 
 /// A stored entity, as returned to clients.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Entity {
     /// UUIDv7: sortable by creation time.
     pub id: Uuid,
@@ -23,9 +25,22 @@ pub struct Entity {
     pub created_at: String,
     /// The verified principal that sent it, `null` with `AUTH_MODE=off`.
     pub caller: Option<String>,
-    /// The whole JSON object as received.
+    /// The verified end user the principal acted for (a forwarded identity), else `null`.
+    pub on_behalf_of: Option<String>,
+    /// The whole JSON object exactly as received (every number with all its digits, keys in
+    /// their order), without insignificant whitespace.
     #[schema(value_type = Object)]
-    pub body: Value,
+    pub body: Box<RawValue>,
+}
+
+impl PartialEq for Entity {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.created_at == other.created_at
+            && self.caller == other.caller
+            && self.on_behalf_of == other.on_behalf_of
+            && self.body.get() == other.body.get()
+    }
 }
 
 /// The idempotency record attached to an insert.
@@ -33,9 +48,11 @@ pub struct Entity {
 pub struct IdempotencyKey {
     /// Principal the key belongs to (`""` when anonymous).
     pub scope: String,
+    /// End user the key belongs to, within the principal (`""` when none).
+    pub user: String,
     /// The client's `Idempotency-Key`.
     pub key: String,
-    /// Hex SHA-256 of the canonical body.
+    /// Hex SHA-256 of the canonical body (`idempotency::body_hash`).
     pub body_hash: String,
 }
 
@@ -58,6 +75,45 @@ pub enum InsertOutcome {
     /// The key was used before with a different body.
     KeyReused,
 }
+
+/// Which entities a reader may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadScope {
+    /// Every entity (`AUTH_MODE=off`, or a principal in `READ_ALL_PRINCIPALS`).
+    All,
+    /// Only those whose `caller` is this principal's email.
+    StoredBy(String),
+}
+
+impl ReadScope {
+    /// The `caller` to filter on, `None` for [`ReadScope::All`].
+    fn caller(&self) -> Option<&str> {
+        match self {
+            Self::All => None,
+            Self::StoredBy(c) => Some(c),
+        }
+    }
+}
+
+/// One `GET /entities` request.
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    /// Most entities in the page (1–1000).
+    pub limit: u32,
+    /// Only entities with a greater id.
+    pub after: Option<Uuid>,
+    /// Whose entities.
+    pub scope: ReadScope,
+    /// The page ends before its entities' JSON would pass this many bytes (it always holds at
+    /// least one entity, however large).
+    pub max_bytes: usize,
+}
+
+/// Rows fetched by the first query of a page; later batches are sized from the largest row
+/// seen so far so that one batch never holds much more than what is left of the byte budget.
+const FIRST_BATCH: u32 = 16;
+/// Most rows fetched by one query of a page.
+const MAX_BATCH: u32 = 256;
 
 /// A page of entities, oldest first.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -131,27 +187,65 @@ impl Store {
         }
     }
 
-    /// One entity by id.
-    pub async fn get(&self, id: Uuid) -> Result<Option<Entity>, StoreError> {
+    /// One entity by id, if it exists and `scope` may see it (else `None`: a reader learns
+    /// nothing about entities it may not see).
+    pub async fn get(&self, id: Uuid, scope: &ReadScope) -> Result<Option<Entity>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.get(id).await,
-            Self::Postgres(s) => s.get(id).await,
+            Self::Sqlite(s) => s.get(id, scope.caller()).await,
+            Self::Postgres(s) => s.get(id, scope.caller()).await,
         }
     }
 
-    /// Up to `limit` entities with id greater than `after`, oldest first.
-    pub async fn list(&self, limit: u32, after: Option<Uuid>) -> Result<Page, StoreError> {
-        let mut items = match self {
-            Self::Sqlite(s) => s.list(limit + 1, after).await?,
-            Self::Postgres(s) => s.list(limit + 1, after).await?,
-        };
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|e| e.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+    /// Up to `limit` entities `scope` may see with id greater than `after`, oldest first.
+    async fn batch(
+        &self,
+        limit: u32,
+        after: Option<Uuid>,
+        scope: &ReadScope,
+    ) -> Result<Vec<Entity>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list(limit, after, scope.caller()).await,
+            Self::Postgres(s) => s.list(limit, after, scope.caller()).await,
+        }
+    }
+
+    /// A page: at most `limit` entities, ending before their JSON passes `max_bytes` (but at
+    /// least one), oldest first; `next` is the last one's id when more follow.
+    ///
+    /// Rows are fetched in bounded batches, so memory stays about `max_bytes` plus one batch
+    /// whatever `limit` is and however large the entities are.
+    pub async fn list(&self, q: &PageQuery) -> Result<Page, StoreError> {
+        let limit = q.limit.max(1) as usize;
+        let mut items: Vec<Entity> = Vec::new();
+        let mut bytes = 0usize;
+        let mut largest = 0usize;
+        let mut after = q.after;
+        let mut want = FIRST_BATCH.min(q.limit.saturating_add(1));
+        loop {
+            let rows = self.batch(want, after, &q.scope).await?;
+            let exhausted = rows.len() < want as usize;
+            for entity in rows {
+                let size = json_len(&entity);
+                if items.len() == limit || (!items.is_empty() && bytes + size > q.max_bytes) {
+                    // A row exists past this page: it continues after the last one kept.
+                    let next = items.last().map(|e| e.id);
+                    return Ok(Page { items, next });
+                }
+                bytes += size;
+                largest = largest.max(size);
+                after = Some(entity.id);
+                items.push(entity);
+            }
+            if exhausted {
+                return Ok(Page { items, next: None });
+            }
+            // One more than fits, by count and by bytes, so the next batch can end the page.
+            let by_count = limit - items.len() + 1;
+            let by_bytes = q.max_bytes.saturating_sub(bytes) / largest.max(1) + 1;
+            want = u32::try_from(by_count.min(by_bytes))
+                .unwrap_or(MAX_BATCH)
+                .clamp(1, MAX_BATCH);
+        }
     }
 
     /// Whether the database answers.
@@ -236,12 +330,29 @@ pub fn redact_url(url: &str) -> String {
     format!("{prefix}{base}{suffix}")
 }
 
+/// Length of `entity` as JSON, without building the text.
+fn json_len(entity: &Entity) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    let _ = serde_json::to_writer(&mut n, entity);
+    n.0
+}
+
 fn parse_id(s: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("bad id {s:?}: {e}")))
 }
 
-fn parse_body(s: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad body: {e}")))
+fn parse_body(s: String) -> Result<Box<RawValue>, StoreError> {
+    RawValue::from_string(s).map_err(|e| StoreError::Corrupt(format!("bad body: {e}")))
 }
 
 #[cfg(test)]

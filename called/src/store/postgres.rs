@@ -5,7 +5,7 @@
 //! only sent after `COMMIT` returned; `synchronous_commit` is left at its default (`on`), so a
 //! returned `COMMIT` is on disk.
 //!
-//! Idempotency is the partial unique index on `(idem_scope, idem_key)`: `INSERT … ON CONFLICT
+//! Idempotency is the partial unique index on `(idem_scope, idem_user, idem_key)`: `INSERT … ON CONFLICT
 //! DO NOTHING` waits for a concurrent insert of the same key (from any instance) and stores
 //! nothing if it committed; the stored row is then read back and its body hash compared.
 //!
@@ -17,7 +17,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
 use uuid::Uuid;
@@ -35,7 +34,7 @@ const APPLICATION_NAME: &str = "called";
 /// backends answer byte-for-byte alike (`created_at` as in `routes::now_rfc3339`).
 const COLUMNS: &str = "id::text AS id, \
      to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
-     caller, body::text AS body";
+     caller, on_behalf_of, COALESCE(body_text, body::text) AS body";
 
 /// Whether `url` names a PostgreSQL database.
 pub fn is_postgres_url(url: &str) -> bool {
@@ -121,22 +120,24 @@ impl PgStore {
 
     /// Inserts in one transaction; returns only after `COMMIT` returned.
     pub async fn insert(&self, new: NewEntity) -> Result<InsertOutcome, StoreError> {
-        if contains_nul(&new.entity.body) {
-            // jsonb cannot hold U+0000 (SQLSTATE 22P05); say so instead of a misleading 503.
+        if new.entity.body.get().contains('\0') {
+            // text cannot hold a NUL byte (valid JSON text never has one; escaped it is fine).
             return Err(StoreError::Corrupt(
-                "the body contains U+0000, which PostgreSQL jsonb cannot store".into(),
+                "the body contains a NUL byte, which PostgreSQL text cannot store".into(),
             ));
         }
         self.bounded(insert_one(&self.pool, &new)).await
     }
 
-    /// One entity by id.
-    pub async fn get(&self, id: Uuid) -> Result<Option<Entity>, StoreError> {
+    /// One entity by id, stored by `caller` unless that is `None` (everything).
+    pub async fn get(&self, id: Uuid, caller: Option<&str>) -> Result<Option<Entity>, StoreError> {
         self.bounded(async {
             let row = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM entities WHERE id = $1::uuid"
+                "SELECT {COLUMNS} FROM entities \
+                 WHERE id = $1::uuid AND ($2::text IS NULL OR caller = $2)"
             ))
             .bind(id.to_string())
+            .bind(caller)
             .fetch_optional(&self.pool)
             .await?;
             row.map(|r| entity_from_row(&r)).transpose()
@@ -144,18 +145,36 @@ impl PgStore {
         .await
     }
 
-    /// Up to `limit` entities after `after`, oldest first.
-    pub async fn list(&self, limit: u32, after: Option<Uuid>) -> Result<Vec<Entity>, StoreError> {
+    /// Up to `limit` entities after `after` stored by `caller` (any when `None`), oldest first.
+    pub async fn list(
+        &self,
+        limit: u32,
+        after: Option<Uuid>,
+        caller: Option<&str>,
+    ) -> Result<Vec<Entity>, StoreError> {
         // The nil UUID sorts before every UUIDv7.
         let after = after.unwrap_or_else(Uuid::nil).to_string();
         self.bounded(async {
-            let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM entities WHERE id > $1::uuid ORDER BY id LIMIT $2"
-            ))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+            // Two statements rather than `($3 IS NULL OR caller = $3)`: a generic plan of the
+            // latter could not use the (caller, id) index.
+            let sql = match caller {
+                Some(_) => format!(
+                    "SELECT {COLUMNS} FROM entities \
+                     WHERE caller = $1 AND id > $2::uuid ORDER BY id LIMIT $3"
+                ),
+                None => format!(
+                    "SELECT {COLUMNS} FROM entities WHERE id > $1::uuid ORDER BY id LIMIT $2"
+                ),
+            };
+            let mut query = sqlx::query(&sql);
+            if let Some(caller) = caller {
+                query = query.bind(caller);
+            }
+            let rows = query
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
             rows.iter().map(entity_from_row).collect()
         })
         .await
@@ -235,15 +254,18 @@ async fn insert_one(pool: &PgPool, new: &NewEntity) -> Result<InsertOutcome, Sto
         .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await?;
     let inserted = sqlx::query(
-        "INSERT INTO entities (id, created_at, caller, body, idem_scope, idem_key, body_hash) \
-         VALUES ($1::uuid, $2::timestamptz, $3, $4::jsonb, $5, $6, $7) \
-         ON CONFLICT (idem_scope, idem_key) WHERE idem_key IS NOT NULL DO NOTHING",
+        "INSERT INTO entities \
+         (id, created_at, caller, on_behalf_of, body_text, idem_scope, idem_user, idem_key, body_hash) \
+         VALUES ($1::uuid, $2::timestamptz, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (idem_scope, idem_user, idem_key) WHERE idem_key IS NOT NULL DO NOTHING",
     )
     .bind(e.id.to_string())
     .bind(&e.created_at)
     .bind(&e.caller)
-    .bind(e.body.to_string())
+    .bind(&e.on_behalf_of)
+    .bind(e.body.get())
     .bind(idem.map(|k| k.scope.as_str()))
+    .bind(idem.map_or("", |k| k.user.as_str()))
     .bind(idem.map(|k| k.key.as_str()))
     .bind(idem.map(|k| k.body_hash.as_str()))
     .execute(&mut *tx)
@@ -259,9 +281,11 @@ async fn insert_one(pool: &PgPool, new: &NewEntity) -> Result<InsertOutcome, Sto
         ));
     };
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS}, body_hash FROM entities WHERE idem_scope = $1 AND idem_key = $2"
+        "SELECT {COLUMNS}, body_hash FROM entities \
+         WHERE idem_scope = $1 AND idem_user = $2 AND idem_key = $3"
     ))
     .bind(&k.scope)
+    .bind(&k.user)
     .bind(&k.key)
     .fetch_optional(&mut *tx)
     .await?;
@@ -285,25 +309,14 @@ fn entity_from_row(row: &PgRow) -> Result<Entity, StoreError> {
         id: parse_id(&id)?,
         created_at: row.try_get("created_at")?,
         caller: row.try_get("caller")?,
-        body: parse_body(&body)?,
+        on_behalf_of: row.try_get("on_behalf_of")?,
+        body: parse_body(body)?,
     })
-}
-
-/// Whether any string or key in `v` contains U+0000.
-fn contains_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-
-    use serde_json::json;
 
     use super::*;
 
@@ -360,14 +373,5 @@ mod tests {
         let err = connect_options("postgres://u:hunter2@host:notaport/db", &Default::default())
             .expect_err("invalid");
         assert!(!err.to_string().contains("hunter2"), "{err}");
-    }
-
-    #[test]
-    fn nul_detection() {
-        assert!(contains_nul(&json!({"bar": "a\u{0}b"})));
-        assert!(contains_nul(&json!({"x": [{"k\u{0}": 1}]})));
-        assert!(!contains_nul(
-            &json!({"bar": "\\u0000", "n": [1, null, true]})
-        ));
     }
 }

@@ -23,7 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 type Reply = oneshot::Sender<Result<InsertOutcome, StoreError>>;
 
 enum Msg {
-    Insert(NewEntity, Reply),
+    Insert(Box<NewEntity>, Reply),
     Close(oneshot::Sender<()>),
 }
 
@@ -90,32 +90,50 @@ impl SqliteStore {
     pub async fn insert(&self, new: NewEntity) -> Result<InsertOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Insert(new, reply))
+            .send(Msg::Insert(Box::new(new), reply))
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the writer stopped before committing".into()))?
     }
 
-    /// One entity by id.
-    pub async fn get(&self, id: Uuid) -> Result<Option<Entity>, StoreError> {
-        let row = sqlx::query("SELECT id, created_at, caller, body FROM entities WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+    /// One entity by id, stored by `caller` unless that is `None` (everything).
+    pub async fn get(&self, id: Uuid, caller: Option<&str>) -> Result<Option<Entity>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM entities WHERE id = ?1 AND (?2 IS NULL OR caller = ?2)"
+        ))
+        .bind(id.to_string())
+        .bind(caller)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| entity_from_row(&r)).transpose()
     }
 
-    /// Up to `limit` entities after `after`, oldest first.
-    pub async fn list(&self, limit: u32, after: Option<Uuid>) -> Result<Vec<Entity>, StoreError> {
+    /// Up to `limit` entities after `after` stored by `caller` (any when `None`), oldest first.
+    pub async fn list(
+        &self,
+        limit: u32,
+        after: Option<Uuid>,
+        caller: Option<&str>,
+    ) -> Result<Vec<Entity>, StoreError> {
         let after = after.map(|u| u.to_string()).unwrap_or_default();
-        let rows = sqlx::query(
-            "SELECT id, created_at, caller, body FROM entities WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        // Two statements rather than `(? IS NULL OR caller = ?)`, so that SQLite's planner
+        // uses the (caller, id) index for scoped pages.
+        let sql = match caller {
+            Some(_) => format!(
+                "SELECT {COLUMNS} FROM entities WHERE caller = ? AND id > ? ORDER BY id LIMIT ?"
+            ),
+            None => format!("SELECT {COLUMNS} FROM entities WHERE id > ? ORDER BY id LIMIT ?"),
+        };
+        let mut query = sqlx::query(&sql);
+        if let Some(caller) = caller {
+            query = query.bind(caller);
+        }
+        let rows = query
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(entity_from_row).collect()
     }
 
@@ -141,6 +159,9 @@ impl SqliteStore {
     }
 }
 
+/// The columns of an entity, in [`entity_from_row`]'s terms.
+const COLUMNS: &str = "id, created_at, caller, on_behalf_of, body";
+
 fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity, StoreError> {
     let id: String = row.try_get("id")?;
     let body: String = row.try_get("body")?;
@@ -148,7 +169,8 @@ fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity, StoreError> 
         id: parse_id(&id)?,
         created_at: row.try_get("created_at")?,
         caller: row.try_get("caller")?,
-        body: parse_body(&body)?,
+        on_behalf_of: row.try_get("on_behalf_of")?,
+        body: parse_body(body)?,
     })
 }
 
@@ -157,13 +179,13 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, max
     let mut closing = None;
     while closing.is_none() {
         match rx.recv().await {
-            Some(Msg::Insert(new, reply)) => batch.push((new, reply)),
+            Some(Msg::Insert(new, reply)) => batch.push((*new, reply)),
             Some(Msg::Close(done)) => closing = Some(done),
             None => break,
         }
         while batch.len() < max_batch && closing.is_none() {
             match rx.try_recv() {
-                Ok(Msg::Insert(new, reply)) => batch.push((new, reply)),
+                Ok(Msg::Insert(new, reply)) => batch.push((*new, reply)),
                 Ok(Msg::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
@@ -204,7 +226,7 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<(NewEntity, R
     }
 }
 
-/// Rows per multi-row INSERT (7 parameters each, far below SQLite's 32 766 limit).
+/// Rows per multi-row INSERT (9 parameters each, far below SQLite's 32 766 limit).
 const CHUNK: usize = 128;
 
 /// One transaction for the whole batch; one multi-row `INSERT … RETURNING id` per chunk (each
@@ -218,7 +240,8 @@ async fn run_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(CHUNK) {
         let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO entities (id, created_at, caller, body, idem_scope, idem_key, body_hash) ",
+            "INSERT INTO entities \
+             (id, created_at, caller, on_behalf_of, body, idem_scope, idem_user, idem_key, body_hash) ",
         );
         insert.push_values(chunk, |mut row, (new, _)| {
             let e = &new.entity;
@@ -226,13 +249,16 @@ async fn run_batch(
             row.push_bind(e.id.to_string())
                 .push_bind(e.created_at.clone())
                 .push_bind(e.caller.clone())
-                .push_bind(e.body.to_string())
+                .push_bind(e.on_behalf_of.clone())
+                .push_bind(e.body.get().to_owned())
                 .push_bind(idem.map(|k| k.scope.clone()))
+                .push_bind(idem.map_or_else(String::new, |k| k.user.clone()))
                 .push_bind(idem.map(|k| k.key.clone()))
                 .push_bind(idem.map(|k| k.body_hash.clone()));
         });
         insert.push(
-            " ON CONFLICT (idem_scope, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id",
+            " ON CONFLICT (idem_scope, idem_user, idem_key) WHERE idem_key IS NOT NULL \
+             DO NOTHING RETURNING id",
         );
         let rows = insert.build().fetch_all(&mut *tx).await?;
         let mut inserted = std::collections::HashSet::with_capacity(rows.len());
@@ -261,10 +287,12 @@ async fn existing(
             "insert without idempotency key stored nothing".into(),
         ));
     };
-    let row = sqlx::query(
-        "SELECT id, created_at, caller, body, body_hash FROM entities WHERE idem_scope = ? AND idem_key = ?",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS}, body_hash FROM entities \
+         WHERE idem_scope = ? AND idem_user = ? AND idem_key = ?"
+    ))
     .bind(&k.scope)
+    .bind(&k.user)
     .bind(&k.key)
     .fetch_one(&mut *conn)
     .await?;

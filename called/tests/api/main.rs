@@ -5,7 +5,11 @@ mod helpers;
 
 mod durability;
 mod idempotency;
+mod identity;
+mod numbers;
+mod pages;
 mod postgres;
 mod readiness;
 mod reads;
+mod upgrade;
 mod validation;
