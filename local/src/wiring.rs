@@ -43,6 +43,15 @@ pub fn caller_verifying(
     pairs
 }
 
+/// `called` trusting `forwarder` (the caller's service account) to forward its end user's
+/// identity, whose tokens are for `caller_audience` (the caller's URL).
+pub fn forwarding(forwarder: &str, caller_audience: &str) -> Pairs {
+    vec![
+        ("AUTH_FORWARDERS", forwarder.to_owned()),
+        ("AUTH_FORWARDED_AUDIENCES", caller_audience.to_owned()),
+    ]
+}
+
 /// `pairs` as a source, with `extra` set on top (replacing what `pairs` set).
 pub fn source(pairs: &[(&str, String)], extra: &[(&str, &str)]) -> MapSource {
     let mut src = MapSource::default();

@@ -14,7 +14,12 @@
 //! - `BENCH_RUST_LOG` (`info`) and `BENCH_LOG_FORMAT` (`json`, as on Cloud Run): the services'
 //!   logging, written to files in the run's temporary folder.
 //! - `BENCH_STARTS` (3): extra start-to-ready samples of `called` with a fresh SQLite file.
-//! - `BENCH_SCENARIOS` (`chain,floor`): add `called` to also measure `called` alone (`wrk`
+//! - `BENCH_SCENARIOS` (`floor,chain,ablation`): `chain` is the chain as `terraform/` deploys it
+//!   (both services verifying, the end user's token forwarded and verified, JSON request logs
+//!   at `info`, SQLite); `ablation` runs it with the costs switched on one by one (auth off,
+//!   then caller verifying, called verifying, the forwarded token, request logs) and on
+//!   PostgreSQL (`BENCH_DATABASE_URL`, else `TEST_DATABASE_URL`, else the local server's
+//!   `test` database; a fresh schema made with `psql`); `called` measures `called` alone (`wrk`
 //!   straight to it with the service account's token), which splits the chain's cost per hop.
 //! - `BENCH_PYTHON_BIN`: a folder with `gunicorn` (a virtualenv's `bin`, see
 //!   `bench/python/requirements.txt`); needed by the `python` scenario, the article's pair
@@ -79,7 +84,7 @@ impl Settings {
             rust_log: env_or("BENCH_RUST_LOG", "info"),
             log_format: env_or("BENCH_LOG_FORMAT", "json"),
             starts: usize::try_from(env_num("BENCH_STARTS", 3)?)?,
-            scenarios: env_or("BENCH_SCENARIOS", "chain,floor")
+            scenarios: env_or("BENCH_SCENARIOS", "floor,chain,ablation")
                 .split(',')
                 .map(|x| x.trim().to_owned())
                 .filter(|x| !x.is_empty())
@@ -439,6 +444,114 @@ async fn called_only(
     })
 }
 
+/// One configuration of the chain: which checks and which costs are on. The full one (every
+/// switch on, SQLite) is what `terraform/` deploys; the ablation switches them on one by one.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    /// Scenario name in the tables.
+    name: &'static str,
+    /// `caller` verifies its client's token (`AUTH_MODE=verify`), else `off`.
+    caller_verifies: bool,
+    /// `called` verifies the caller's token (`AUTH_MODE=verify`), else `off`.
+    called_verifies: bool,
+    /// `called` trusts the caller as a forwarder and verifies the end user's token too.
+    forwarded: bool,
+    /// Request logs as on Cloud Run (the harness's `BENCH_LOG_FORMAT`/`BENCH_RUST_LOG`,
+    /// `json`/`info` by default); else `RUST_LOG=warn` (no request logs).
+    request_logs: bool,
+    /// PostgreSQL (`BENCH_DATABASE_URL`) instead of the SQLite file.
+    postgres: bool,
+}
+
+/// The chain as deployed: every check on, request logs, SQLite.
+const FULL: Variant = Variant {
+    name: "chain",
+    caller_verifies: true,
+    called_verifies: true,
+    forwarded: true,
+    request_logs: true,
+    postgres: false,
+};
+
+/// The ablation, cheapest first; each row adds one cost to the row above it (the last swaps
+/// the store).
+const ABLATION: &[Variant] = &[
+    Variant {
+        name: "chain, auth off",
+        caller_verifies: false,
+        called_verifies: false,
+        forwarded: false,
+        request_logs: false,
+        postgres: false,
+    },
+    Variant {
+        name: "+ caller verifies",
+        caller_verifies: true,
+        ..ABLATION_BASE
+    },
+    Variant {
+        name: "+ called verifies",
+        caller_verifies: true,
+        called_verifies: true,
+        ..ABLATION_BASE
+    },
+    Variant {
+        name: "+ forwarded end-user token",
+        caller_verifies: true,
+        called_verifies: true,
+        forwarded: true,
+        ..ABLATION_BASE
+    },
+    Variant {
+        name: "+ request logs (= chain)",
+        ..FULL
+    },
+    Variant {
+        name: "chain on PostgreSQL",
+        postgres: true,
+        ..FULL
+    },
+];
+
+const ABLATION_BASE: Variant = Variant {
+    name: "",
+    caller_verifies: false,
+    called_verifies: false,
+    forwarded: false,
+    request_logs: false,
+    postgres: false,
+};
+
+/// A fresh PostgreSQL schema for one run: `BENCH_DATABASE_URL` (else `TEST_DATABASE_URL`)
+/// with `options=-c search_path=…`, created with `psql`.
+fn postgres_url(label: &str) -> anyhow::Result<String> {
+    let base = std::env::var("BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!(
+        "bench_{}_{}",
+        label
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>(),
+        std::process::id()
+    );
+    let out = Command::new("psql")
+        .args([base.as_str(), "-q", "-c"])
+        .arg(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .output()
+        .context("the PostgreSQL scenario runs psql")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql {base}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
 async fn chain(
     s: &Settings,
     dir: &Path,
@@ -446,31 +559,53 @@ async fn chain(
     emu: &Emulator,
     emu_addr: SocketAddr,
     ticks: u64,
+    v: Variant,
 ) -> anyhow::Result<Scenario> {
     let sa = emu.config().service_account.clone();
     let (called_port, caller_port) = (free_port(), free_port());
-    let db = dir.join("chain.db");
-    let called_spec = s.binary("called", dir, &called_env(called_port, &db, emu_addr, &sa));
-    let called = start(&called_spec, called_port).await?;
     let caller_url = format!("http://127.0.0.1:{caller_port}");
-    let caller_env = wiring::caller_verifying(
+    let label: String = v.name.chars().filter(char::is_ascii_alphanumeric).collect();
+    let db = dir.join(format!("{label}.db"));
+    let mut called_env = called_env(called_port, &db, emu_addr, &sa);
+    let mut caller_env = wiring::caller_verifying(
         &caller_url,
         BENCH_USER,
         emu_addr,
         &format!("http://127.0.0.1:{called_port}"),
     );
-    let caller = start(&s.binary("caller", dir, &caller_env), caller_port).await?;
+    let store = if v.postgres {
+        let url = postgres_url(&label)?;
+        called_env.push(("DATABASE_URL", url));
+        "PostgreSQL".to_owned()
+    } else {
+        format!("SQLite {}", db.display())
+    };
+    if !v.called_verifies {
+        called_env.push(("AUTH_MODE", "off".to_owned()));
+    }
+    if !v.caller_verifies {
+        caller_env.push(("AUTH_MODE", "off".to_owned()));
+    }
+    if v.forwarded {
+        called_env.extend(wiring::forwarding(&sa, &caller_url));
+    }
+    let quiet = [("RUST_LOG", "warn".to_owned())];
+    let logs: &[(&str, String)] = if v.request_logs { &[] } else { &quiet };
+    let called_spec = s.binary("called", dir, &called_env).with_all(logs);
+    let called = start(&called_spec, called_port).await?;
+    let caller_spec = s.binary("caller", dir, &caller_env).with_all(logs);
+    let caller = start(&caller_spec, caller_port).await?;
     let token = emu.mint(BENCH_USER, &caller_url, Duration::from_secs(3600));
     let url = format!("{caller_url}/");
     sanity(&url, &token, "foo").await?;
     println!(
-        "chain: caller :{caller_port} → called :{called_port} (SQLite {}), emulator {emu_addr}; driving wrk…",
-        db.display()
+        "{}: caller :{caller_port} → called :{called_port} ({store}), emulator {emu_addr}; driving wrk…",
+        v.name
     );
     let target = Target {
         url: &url,
         token: &token,
-        label: "chain",
+        label: &label,
         field: "foo",
         pids: vec![caller.pid, called.pid],
         emu: Some(emu),
@@ -485,7 +620,7 @@ async fn chain(
     })?;
     let services = stats(&[&caller, &called], &m)?;
     Ok(Scenario {
-        name: "chain".into(),
+        name: v.name.into(),
         wrk: m.wrk,
         services,
         token_fetches: Some(m.token_fetches),
@@ -545,13 +680,20 @@ async fn run(s: Settings) -> anyhow::Result<()> {
     let mut scenarios = Vec::new();
     for name in &s.scenarios {
         let sc = match name.as_str() {
-            "chain" => chain(&s, dir.path(), &script, &emu, emu_addr, ticks).await?,
+            "chain" => chain(&s, dir.path(), &script, &emu, emu_addr, ticks, FULL).await?,
+            "ablation" => {
+                for v in ABLATION {
+                    scenarios
+                        .push(chain(&s, dir.path(), &script, &emu, emu_addr, ticks, *v).await?);
+                }
+                continue;
+            }
             "floor" => floor(&s, dir.path(), &script, ticks).await?,
             "called" => called_only(&s, dir.path(), &script, &emu, emu_addr, ticks).await?,
             "python" => python(&s, dir.path(), &script, ticks).await?,
             other => {
                 anyhow::bail!(
-                    "BENCH_SCENARIOS: unknown scenario {other:?} (chain, floor, called, python)"
+                    "BENCH_SCENARIOS: unknown scenario {other:?} (chain, floor, ablation, called, python)"
                 )
             }
         };

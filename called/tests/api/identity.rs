@@ -18,7 +18,8 @@ use reqwest::Response;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, assert_problem, fresh_store, spawn_with};
+use crate::helpers::{Backend, TestApp, fresh_store, spawn_with};
+use local::checks::assert_problem;
 
 backend_tests!(
     end_users_sharing_a_key_never_get_each_others_entity,
@@ -289,8 +290,14 @@ async fn a_principal_cannot_read_another_principals_entity(backend: Backend) {
     let t = AuthApp::start(backend).await;
     let bs = t.create(B, "secret of b").await;
     let absent = uuid::Uuid::now_v7().to_string();
-    let theirs = assert_problem(t.get(A, &format!("/entities/{bs}")).await, 404).await;
-    let nothing = assert_problem(t.get(A, &format!("/entities/{absent}")).await, 404).await;
+    let theirs = assert_problem(t.get(A, &format!("/entities/{bs}")).await, 404)
+        .await
+        .assert_complete()
+        .detail;
+    let nothing = assert_problem(t.get(A, &format!("/entities/{absent}")).await, 404)
+        .await
+        .assert_complete()
+        .detail;
     // Same answer shape as an id that does not exist: existence is not disclosed.
     assert_eq!(theirs.replace(&bs, "ID"), nothing.replace(&absent, "ID"));
     let own = t.get(B, &format!("/entities/{bs}")).await;

@@ -5,7 +5,8 @@
 //! round again.
 
 use crate::backend_tests;
-use crate::helpers::{Backend, assert_problem, spawn_app};
+use crate::helpers::{Backend, spawn_app};
+use local::checks::assert_problem;
 
 backend_tests!(
     a_number_differing_past_f64_precision_is_not_replayed_and_keeps_its_digits,
@@ -46,7 +47,9 @@ async fn a_number_differing_past_f64_precision_is_not_replayed_and_keeps_its_dig
     );
     // Rounds to the same f64: the old hash matched and it was replayed.
     let other = r#"{"bar":"pay","amount":12345678901234567890999}"#;
-    assert_problem(post(&app, other, Some("K")).await, 422).await;
+    assert_problem(post(&app, other, Some("K")).await, 422)
+        .await
+        .assert_complete();
     let again = post(&app, sent, Some("K")).await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.text().await.expect("text"), created);
@@ -88,10 +91,15 @@ async fn every_value_is_returned_exactly_as_received(backend: Backend) {
     assert_eq!(again.text().await.expect("text"), created);
     // Another notation of the "same" number is another body.
     let renoted = compact.replace("1.0E+2", "100");
-    assert_problem(post(&app, &renoted, Some("exact")).await, 422).await;
+    assert_problem(post(&app, &renoted, Some("exact")).await, 422)
+        .await
+        .assert_complete();
     // Beyond f64's range the validator cannot parse the number: a clear 400, never a
     // silently changed value (a documented limit).
-    let detail = assert_problem(post(&app, r#"{"bar":"x","n":1e400}"#, None).await, 400).await;
+    let detail = assert_problem(post(&app, r#"{"bar":"x","n":1e400}"#, None).await, 400)
+        .await
+        .assert_complete()
+        .detail;
     assert!(detail.contains("number out of range"), "{detail}");
 }
 
@@ -104,7 +112,10 @@ async fn a_repeated_key_is_refused(backend: Backend) {
         r#"{"bar":"x","n":{"a":1,"a":2}}"#,
         r#"{"bar":"x","b\u0061r":"y"}"#,
     ] {
-        let detail = assert_problem(post(&app, body, None).await, 400).await;
+        let detail = assert_problem(post(&app, body, None).await, 400)
+            .await
+            .assert_complete()
+            .detail;
         assert!(detail.contains("same key twice"), "{detail}");
     }
     assert_eq!(app.row_count().await, 0);

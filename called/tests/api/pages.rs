@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, loud, spawn_with};
+use crate::helpers::{Backend, spawn_with};
+use local::checks::loud;
 
 backend_tests!(following_next_under_a_byte_budget_returns_every_entity_once);
 
