@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Value, json};
 use shared::auth::Principal;
-use shared::body::{JsonObject, idempotency_key, require_text};
+use shared::body::{ExactJsonObject, idempotency_key, require_text};
 use shared::problem::Problem;
 
 use crate::AppState;
@@ -60,19 +60,21 @@ pub async fn forward(
     State(app): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    JsonObject(mut body): JsonObject,
+    body: ExactJsonObject,
 ) -> Result<Response, Error> {
-    require_text(&body, "foo", MAX_FOO_CHARS)?;
-    if body.contains_key("bar") {
+    require_text(&body.map, "foo", MAX_FOO_CHARS)?;
+    if body.map.contains_key("bar") {
         return Err(Problem::bad_request(
             "field \"bar\" must not be sent: it is derived from \"foo\"",
         )
         .into());
     }
     let key = idempotency_key(&headers)?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if let Some(value) = body.remove("foo") {
-        body.insert("bar".to_owned(), value);
-    }
+    // Renamed in the exact text: every other value reaches called as the client wrote it
+    // (numbers keep every digit).
+    let renamed = body
+        .renamed("foo", "bar")
+        .map_err(|_| Problem::internal())?;
     let propagated = PROPAGATED
         .iter()
         .filter_map(|name| headers.get(*name).map(|v| (*name, v.clone())))
@@ -85,9 +87,7 @@ pub async fn forward(
         .and_then(|_| app.auth.presented_token(&headers))
         .and_then(forwarded_authorization);
     let out = Outgoing {
-        body: Bytes::from(
-            serde_json::to_vec(&Value::Object(body)).map_err(|_| Problem::internal())?,
-        ),
+        body: Bytes::from(renamed),
         idempotency_key: key,
         propagated,
         forwarded_authorization,

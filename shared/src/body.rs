@@ -127,6 +127,56 @@ pub fn parse_exact_object(bytes: &[u8]) -> Result<ExactJsonObject, Problem> {
     Ok(ExactJsonObject { map, raw })
 }
 
+impl ExactJsonObject {
+    /// The exact text with the top-level key `from` renamed to `to` (every value, and every
+    /// other key's place, unchanged). `to` must not be a key already (the caller checks it).
+    ///
+    /// # Errors
+    /// Only if the kept text is not an object, which [`parse_exact_object`] rules out.
+    pub fn renamed(&self, from: &str, to: &str) -> Result<String, serde_json::Error> {
+        let Entries(entries) = serde_json::from_str(self.raw.get())?;
+        let mut out = String::with_capacity(self.raw.get().len() + to.len());
+        out.push('{');
+        for (i, (key, value)) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let key = if key == from { to } else { key.as_str() };
+            out.push_str(&serde_json::to_string(key)?);
+            out.push(':');
+            out.push_str(value.get());
+        }
+        out.push('}');
+        Ok(out)
+    }
+}
+
+/// A JSON object's entries in their order, each value as its exact text.
+struct Entries(Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// `text` (valid JSON) without the whitespace outside strings.
 fn compact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -287,6 +337,17 @@ pub fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String>, Prob
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renaming_a_key_keeps_every_value_exactly() {
+        let body =
+            br#"{ "a": 1.50, "f\u006fo": "x", "n": 12345678901234567890123, "o": {"foo": 1e2} }"#;
+        let exact = parse_exact_object(body).expect("object");
+        assert_eq!(
+            exact.renamed("foo", "bar").expect("renamed"),
+            r#"{"a":1.50,"bar":"x","n":12345678901234567890123,"o":{"foo":1e2}}"#
+        );
+    }
 
     #[test]
     fn content_types() {

@@ -170,3 +170,33 @@ async fn openapi_documents_are_served_without_authentication() {
         assert!(doc["components"]["securitySchemes"]["google_id_token"].is_object());
     }
 }
+
+/// Issue 12 item 9 through both hops: a number past f64's precision reaches called's store
+/// with every digit, and a body differing only there is not a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_numbers_keep_every_digit_through_the_chain() {
+    let c = spawn_chain().await;
+    let token = c.emu.user_token(&c.caller.base);
+    let send = |body: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/", c.caller.base))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("idempotency-key", "digits")
+            .body(body)
+            .send()
+    };
+    let res = send(r#"{"foo":"x","amount":12345678901234567890123,"rate":0.10}"#)
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 201);
+    let text = res.text().await.expect("body");
+    assert!(
+        text.contains(r#""amount":12345678901234567890123,"rate":0.10"#),
+        "every digit kept: {text}"
+    );
+    let res = send(r#"{"foo":"x","amount":12345678901234567890999,"rate":0.10}"#)
+        .await
+        .expect("post");
+    assert_problem(res, 422).await;
+}
