@@ -3,6 +3,7 @@
 //! process with exit status 2 before it binds, naming the variable.
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn called(env: &[(&str, &str)]) -> std::process::Output {
     let dir = std::env::temp_dir().join(format!("called-hardening-{}", std::process::id()));
@@ -15,11 +16,24 @@ fn called(env: &[(&str, &str)]) -> std::process::Output {
         )
         .env("AUTH_AUDIENCES", "https://called.example")
         .env("AUTH_ALLOW_ANY_PRINCIPAL", "true")
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run called")
+    let mut child = cmd.spawn().expect("run called");
+    // Bounded: a binary that accepted the settings would serve forever.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("called started instead of exiting 2: {out:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }
 
 #[test]
