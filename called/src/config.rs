@@ -1,6 +1,6 @@
 //! The called service's settings, parsed once at startup.
 
-use shared::auth::{AuthConfig, PrincipalPattern};
+use shared::auth::{AuthConfig, ForwardedConfig, PrincipalPattern};
 use shared::config::{ConfigError, Reader, ServerConfig, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
 
@@ -13,7 +13,7 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
-    /// Who may call.
+    /// Who may call, and who may forward an end user (`auth.forwarded`).
     pub auth: AuthConfig,
     /// `DATABASE_URL`.
     pub database_url: String,
@@ -176,10 +176,12 @@ impl Config {
                 reason,
             ));
         }
+        let mut auth = AuthConfig::from_source(src)?;
+        auth.forwarded = Some(ForwardedConfig::from_source(src, &auth)?);
         Ok(Self {
             server: ServerConfig::from_source(src)?,
             telemetry: TelemetryConfig::from_source(src)?,
-            auth: AuthConfig::from_source(src)?,
+            auth,
             database_url,
             store,
             reads: ReadSettings::from_source(src)?,
@@ -191,6 +193,7 @@ impl Config {
         ("Server", ServerConfig::SETTINGS),
         ("Logging", TelemetryConfig::SETTINGS),
         ("Authentication", AuthConfig::SETTINGS),
+        ("Forwarded end users", ForwardedConfig::SETTINGS),
         ("Storage", Self::SETTINGS),
         ("Reads", ReadSettings::SETTINGS),
     ];

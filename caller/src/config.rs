@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use crate::token::{DEFAULT_METADATA_HOST, SourceKind};
 use shared::auth::AuthConfig;
-use shared::config::{ConfigError, Reader, ServerConfig, Setting, Source, render_help};
+use shared::config::{
+    ConfigError, Reader, ServerConfig, Setting, Source, render_help, require_secure_transport,
+};
 use shared::telemetry::TelemetryConfig;
 use url::Url;
 
@@ -108,6 +110,11 @@ impl Config {
                     "must be an absolute http(s) URL",
                 )
             })?;
+        require_secure_transport(
+            Self::CALLED_URL.name,
+            &called_url,
+            r.bool(&AuthConfig::ALLOW_INSECURE_HTTP)?,
+        )?;
         let called_audience = r
             .raw(&Self::CALLED_AUDIENCE)
             .unwrap_or_else(|| called_url.origin().ascii_serialization());
@@ -196,5 +203,28 @@ mod tests {
         let e =
             Config::from_source(&base().with("CALL_MAX_ATTEMPTS", "0")).expect_err("bad attempts");
         assert_eq!(e.name, "CALL_MAX_ATTEMPTS");
+    }
+
+    #[test]
+    fn cleartext_called_url_to_a_remote_host_is_refused() {
+        for url in ["http://called.example.com", "http://10.1.2.3:8080/"] {
+            let e = Config::from_source(&base().with("CALLED_URL", url)).expect_err(url);
+            assert_eq!(e.name, "CALLED_URL", "{url}");
+            assert!(e.to_string().contains("ALLOW_INSECURE_HTTP"), "{e}");
+            Config::from_source(
+                &base()
+                    .with("CALLED_URL", url)
+                    .with("ALLOW_INSECURE_HTTP", "true"),
+            )
+            .expect("explicitly allowed");
+        }
+        for url in [
+            "http://127.0.0.1:8081",
+            "http://localhost:8081",
+            "http://[::1]:8081",
+            "https://called.example.com",
+        ] {
+            Config::from_source(&base().with("CALLED_URL", url)).expect(url);
+        }
     }
 }

@@ -319,6 +319,36 @@ pub fn undocumented(
         .collect()
 }
 
+/// Whether `url`'s host is loopback: `localhost`, `127.0.0.0/8` or `[::1]`.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Refuses a cleartext `http://` URL to a host that is not loopback, unless `allow_insecure`
+/// (`ALLOW_INSECURE_HTTP=true`): tokens would travel in clear, keys could be injected on path.
+///
+/// # Errors
+/// A [`ConfigError`] naming `name` and `ALLOW_INSECURE_HTTP`.
+pub fn require_secure_transport(
+    name: &'static str,
+    url: &url::Url,
+    allow_insecure: bool,
+) -> Result<(), ConfigError> {
+    if url.scheme() == "http" && !allow_insecure && !is_loopback(url) {
+        return Err(ConfigError::invalid(
+            name,
+            url.as_str(),
+            "http:// to a host that is not loopback sends tokens (or takes signing keys) in cleartext; use https://, or set ALLOW_INSECURE_HTTP=true",
+        ));
+    }
+    Ok(())
+}
+
 /// Settings of the HTTP server that both services share.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

@@ -87,6 +87,23 @@ impl TelemetryConfig {
     }
 }
 
+/// `s` with every control character (newline, ESC, DEL, C1 …) written as `\u{..}`: a claim
+/// or header value cannot forge a log line or drive a terminal.
+pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 static PROJECT: OnceLock<Option<String>> = OnceLock::new();
 
 /// Installs the global subscriber. A second call (tests) is a no-op.

@@ -281,7 +281,11 @@ async fn bad_credentials_get_401_or_403_and_nothing_is_forwarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_mode_accepts_stripped_signatures_on_valid_claims_only() {
     let emu = Emu::start().await;
-    let called = spawn_called(&emu, &[("AUTH_MODE", "platform")]).await;
+    let called = spawn_called(
+        &emu,
+        &[("AUTH_MODE", "platform"), ("AUTH_PLATFORM_TRUSTED", "true")],
+    )
+    .await;
     let sa = emu.sa();
     let strip = |t: &str| {
         let p: Vec<&str> = t.split('.').collect();

@@ -1,8 +1,11 @@
 //! Authentication settings (`AUTH_*`), declared once for `--help` and the parser.
 
-use crate::config::{ConfigError, Reader, Setting, Source};
+use std::time::Duration;
+
+use crate::config::{ConfigError, Reader, Setting, Source, require_secure_transport};
 
 use super::allow_list::PrincipalPattern;
+use super::forwarded::ForwardedConfig;
 use super::mode::AuthMode;
 
 /// Validated authentication settings.
@@ -22,6 +25,18 @@ pub struct AuthConfig {
     pub issuers: Vec<String>,
     /// `AUTH_CLOCK_SKEW_SECS`.
     pub clock_skew_secs: u64,
+    /// `AUTH_MAX_TOKEN_LIFETIME_SECS`: tokens with `exp - iat` above this plus the skew are refused.
+    pub max_token_lifetime_secs: u64,
+    /// `AUTH_JWKS_MAX_STALE_SECS`: how long past their expiry cached keys still serve while
+    /// the key-set endpoint is down.
+    pub jwks_max_stale: Duration,
+    /// `AUTH_MODE=platform` off Cloud Run (`K_SERVICE` unset), allowed by
+    /// `AUTH_PLATFORM_TRUSTED=true`: warned about loudly at start.
+    pub platform_off_cloud_run: bool,
+    /// `ALLOW_INSECURE_HTTP`: `http://` to non-loopback hosts allowed.
+    pub allow_insecure_http: bool,
+    /// End users forwarded by trusted principals (`called` only; `None` ignores the header).
+    pub forwarded: Option<ForwardedConfig>,
 }
 
 /// Google's key set for ID tokens.
@@ -63,6 +78,30 @@ impl AuthConfig {
     /// `AUTH_CLOCK_SKEW_SECS`.
     pub const AUTH_CLOCK_SKEW_SECS: Setting =
         Setting::new("AUTH_CLOCK_SKEW_SECS", "60", "leeway on exp, nbf and iat");
+    /// `AUTH_MAX_TOKEN_LIFETIME_SECS`.
+    pub const AUTH_MAX_TOKEN_LIFETIME_SECS: Setting = Setting::new(
+        "AUTH_MAX_TOKEN_LIFETIME_SECS",
+        "3600",
+        "tokens with exp - iat above this (plus the clock skew) are refused; Google's live one hour",
+    );
+    /// `AUTH_JWKS_MAX_STALE_SECS`.
+    pub const AUTH_JWKS_MAX_STALE_SECS: Setting = Setting::new(
+        "AUTH_JWKS_MAX_STALE_SECS",
+        "86400",
+        "how long past their expiry cached signing keys are still used while the key-set endpoint is down (then 503)",
+    );
+    /// `AUTH_PLATFORM_TRUSTED`.
+    pub const AUTH_PLATFORM_TRUSTED: Setting = Setting::new(
+        "AUTH_PLATFORM_TRUSTED",
+        "false",
+        "allow AUTH_MODE=platform where K_SERVICE is not set (anyone reaching the port can then claim any identity; warns loudly)",
+    );
+    /// `ALLOW_INSECURE_HTTP`.
+    pub const ALLOW_INSECURE_HTTP: Setting = Setting::new(
+        "ALLOW_INSECURE_HTTP",
+        "false",
+        "allow http:// URLs to hosts other than localhost, 127.0.0.0/8 and [::1] (AUTH_JWKS_URL, CALLED_URL)",
+    );
     /// The settings [`AuthConfig::from_source`] reads.
     pub const SETTINGS: &'static [Setting] = &[
         Self::AUTH_MODE,
@@ -72,6 +111,10 @@ impl AuthConfig {
         Self::AUTH_JWKS_URL,
         Self::AUTH_ISSUERS,
         Self::AUTH_CLOCK_SKEW_SECS,
+        Self::AUTH_MAX_TOKEN_LIFETIME_SECS,
+        Self::AUTH_JWKS_MAX_STALE_SECS,
+        Self::AUTH_PLATFORM_TRUSTED,
+        Self::ALLOW_INSECURE_HTTP,
     ];
 
     /// Reads and validates the authentication settings.
@@ -81,9 +124,12 @@ impl AuthConfig {
         let allow_any_principal = r.bool(&Self::AUTH_ALLOW_ANY_PRINCIPAL)?;
         let audiences = r.list(&Self::AUTH_AUDIENCES);
         let allowed = principal_list(&r, &Self::AUTH_ALLOWED_PRINCIPALS)?;
+        let allow_insecure_http = r.bool(&Self::ALLOW_INSECURE_HTTP)?;
         let jwks_url: String = r.parse(&Self::AUTH_JWKS_URL)?;
         match url::Url::parse(&jwks_url) {
-            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
+                require_secure_transport("AUTH_JWKS_URL", &u, allow_insecure_http)?;
+            }
             _ => {
                 return Err(ConfigError::invalid(
                     "AUTH_JWKS_URL",
@@ -97,6 +143,19 @@ impl AuthConfig {
             issuers = GOOGLE_ISSUERS.split(',').map(str::to_owned).collect();
         }
         let clock_skew_secs = r.int_in(&Self::AUTH_CLOCK_SKEW_SECS, 0..=600)?;
+        let max_token_lifetime_secs =
+            r.int_in(&Self::AUTH_MAX_TOKEN_LIFETIME_SECS, 1..=7 * 86_400)?;
+        let jwks_max_stale =
+            Duration::from_secs(r.int_in(&Self::AUTH_JWKS_MAX_STALE_SECS, 0..=30 * 86_400)?);
+        let platform_trusted = r.bool(&Self::AUTH_PLATFORM_TRUSTED)?;
+        let on_cloud_run = r.ambient("K_SERVICE").is_some();
+        if mode == AuthMode::Platform && !on_cloud_run && !platform_trusted {
+            return Err(ConfigError::invalid(
+                "AUTH_MODE",
+                "platform",
+                "platform mode accepts unsigned tokens and is safe only behind Cloud Run's IAM check, but K_SERVICE is not set (not on Cloud Run); use AUTH_MODE=verify, or set AUTH_PLATFORM_TRUSTED=true if only a checking proxy can reach this port",
+            ));
+        }
         if mode != AuthMode::Off {
             if audiences.is_empty() {
                 return Err(ConfigError::missing(
@@ -119,6 +178,11 @@ impl AuthConfig {
             jwks_url,
             issuers,
             clock_skew_secs,
+            max_token_lifetime_secs,
+            jwks_max_stale,
+            platform_off_cloud_run: mode == AuthMode::Platform && !on_cloud_run,
+            allow_insecure_http,
+            forwarded: None,
         })
     }
 
@@ -132,12 +196,22 @@ impl AuthConfig {
             jwks_url: GOOGLE_JWKS_URL.to_owned(),
             issuers: GOOGLE_ISSUERS.split(',').map(str::to_owned).collect(),
             clock_skew_secs: 60,
+            max_token_lifetime_secs: 3600,
+            jwks_max_stale: Duration::from_secs(86_400),
+            platform_off_cloud_run: false,
+            allow_insecure_http: false,
+            forwarded: None,
         }
     }
 
-    /// Whether `email` may call.
+    /// Whether `email` (a service account, or a user without a Workspace domain) may call.
     pub fn is_allowed(&self, email: &str) -> bool {
-        self.allow_any_principal || self.allowed.iter().any(|p| p.matches(email))
+        self.admits(email, None)
+    }
+
+    /// Whether the verified `email` with hosted domain `hd` (the token's `hd` claim) may call.
+    pub fn admits(&self, email: &str, hd: Option<&str>) -> bool {
+        self.allow_any_principal || self.allowed.iter().any(|p| p.admits(email, hd))
     }
 }
 

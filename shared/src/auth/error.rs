@@ -16,6 +16,10 @@ pub enum AuthError {
     /// 403 with `error="insufficient_scope"`: a valid token for a principal not on the allow-list.
     #[error("principal {0} is not allowed")]
     Forbidden(String),
+    /// 401 with `error="invalid_token"`: a trusted forwarder's `X-Forwarded-Authorization`
+    /// (the end user's token) is malformed, forged, expired, not for the forwarder, or repeated.
+    #[error("invalid forwarded end-user token: {0}")]
+    ForwardedInvalid(String),
     /// 503: no signing keys are available to verify with (never accept in that case).
     #[error("signing keys unavailable: {0}")]
     KeysUnavailable(String),
@@ -32,6 +36,11 @@ impl From<AuthError> for Problem {
             AuthError::Invalid(reason) => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 format!("invalid identity token: {reason}"),
+            )
+            .with_header(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""),
+            AuthError::ForwardedInvalid(reason) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                format!("invalid forwarded end-user token (X-Forwarded-Authorization): {reason}"),
             )
             .with_header(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""),
             AuthError::Forbidden(who) => Problem::new(

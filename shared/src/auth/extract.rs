@@ -39,13 +39,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::from_ref(state);
-        match auth.authenticate(&parts.headers).await {
-            Ok(identity) => Ok(Principal {
-                identity,
-                on_behalf_of: None,
-            }),
+        match auth.authenticate_principal(&parts.headers).await {
+            Ok(principal) => Ok(principal),
             Err(e) => {
-                tracing::info!(reason = %e, "request rejected by authentication");
+                // The reason may quote a claim (a forbidden principal's email): escaped.
+                let reason = crate::telemetry::escape_control(&e.to_string()).into_owned();
+                tracing::info!(%reason, "request rejected by authentication");
                 Err(e.into())
             }
         }

@@ -1,5 +1,7 @@
-//! Key-set (JWKS) cache: Cache-Control aware, one fetch in flight at a time, a cooldown on
-//! refetches for unknown key ids, and stale keys kept while the endpoint is down.
+//! Key-set (JWKS) cache: Cache-Control aware (`no-cache`/`no-store` revalidate every
+//! [`REVALIDATE_AFTER`]), one fetch in flight at a time, a cooldown on refetches for unknown
+//! key ids, stale keys kept while the endpoint is down — but at most `AUTH_JWKS_MAX_STALE_SECS`
+//! past their expiry, then 503 — and a bounded response size ([`MAX_KEY_SET_BYTES`]).
 //!
 //! The hot path (a known `kid`) takes a read lock for a map lookup and never waits on the
 //! network: a stale set is served while a background task refreshes it.
@@ -26,6 +28,11 @@ pub const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
 /// Minimum time between a failed fetch and the next attempt while stale keys are still served.
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+/// Freshness of a response marked `Cache-Control: no-cache` or `no-store`: revalidated at the
+/// same floor as unknown key ids.
+pub const REVALIDATE_AFTER: Duration = UNKNOWN_KID_COOLDOWN;
+/// Largest key-set response read (Google's is a few KiB); a larger one is a failed fetch.
+pub const MAX_KEY_SET_BYTES: usize = 256 * 1024;
 /// The same while no key was ever fetched: every request is answered 503 until one is, so try
 /// again sooner (still at most one attempt per second, however many requests wait).
 pub const COLD_FAILURE_BACKOFF: Duration = Duration::from_secs(1);
@@ -48,6 +55,8 @@ pub struct KeySetCache {
 struct Inner {
     url: String,
     http: reqwest::Client,
+    /// How long past its freshness the last good set is still used (`AUTH_JWKS_MAX_STALE_SECS`).
+    max_stale: Duration,
     state: RwLock<State>,
     /// Held for the duration of a fetch: the single flight.
     fetch_lock: tokio::sync::Mutex<()>,
@@ -75,6 +84,11 @@ impl State {
         self.fresh_until.is_none_or(|t| now >= t)
     }
 
+    /// Past freshness plus `max_stale`: the keys must not be used any more.
+    fn is_expired(&self, now: Instant, max_stale: Duration) -> bool {
+        self.fresh_until.is_some_and(|t| now >= t + max_stale)
+    }
+
     fn may_fetch(&self, now: Instant) -> bool {
         self.retry_not_before.is_none_or(|t| now >= t)
     }
@@ -99,12 +113,20 @@ impl std::fmt::Debug for KeySetCache {
 }
 
 impl KeySetCache {
-    /// A cache of the key set at `url`, fetched with `http` (nothing is fetched yet).
+    /// A cache of the key set at `url`, fetched with `http` (nothing is fetched yet); stale
+    /// keys serve for at most a day past their expiry.
     pub fn new(url: String, http: reqwest::Client) -> Self {
+        Self::with_max_stale(url, http, Duration::from_secs(86_400))
+    }
+
+    /// The same, with stale keys served for at most `max_stale` past their expiry while the
+    /// endpoint is down (then [`AuthError::KeysUnavailable`]).
+    pub fn with_max_stale(url: String, http: reqwest::Client, max_stale: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 url,
                 http,
+                max_stale,
                 state: RwLock::new(State::default()),
                 fetch_lock: tokio::sync::Mutex::new(()),
                 completed: AtomicU64::new(0),
@@ -124,9 +146,10 @@ impl KeySetCache {
         self.inner.fetches.load(Ordering::Relaxed)
     }
 
-    /// Whether at least one key is cached (fresh or stale).
+    /// Whether at least one usable key is cached (fresh, or stale within the bound).
     pub fn has_keys(&self) -> bool {
-        !self.read().keys.is_empty()
+        let state = self.read();
+        !state.keys.is_empty() && !state.is_expired(Instant::now(), self.inner.max_stale)
     }
 
     /// One fetch attempt (joining one in flight); failures are only logged.
@@ -161,9 +184,11 @@ impl KeySetCache {
         // Read before the state: a fetch that lands after this point is not repeated.
         let seen = self.completed();
         let now = Instant::now();
+        let max_stale = self.inner.max_stale;
         let on_miss = {
             let state = self.read();
-            if let Some(key) = state.keys.get(kid) {
+            let expired = state.is_expired(now, max_stale);
+            if !expired && let Some(key) = state.keys.get(kid) {
                 let key = Arc::clone(key);
                 let refresh = state.is_stale(now) && state.may_fetch(now);
                 drop(state);
@@ -172,14 +197,24 @@ impl KeySetCache {
                 }
                 return Ok(key);
             }
+            let may_fetch = state.may_fetch(now);
             drop(state);
-            self.decide_on_miss(now)
+            match (expired, may_fetch) {
+                (true, true) => OnMiss::Fetch,
+                (true, false) => OnMiss::Join,
+                (false, _) => self.decide_on_miss(now),
+            }
         };
         match on_miss {
             OnMiss::Fetch => self.fetch_shared(seen).await,
             OnMiss::Join => self.join_in_flight().await,
         }
         let state = self.read();
+        if state.is_expired(Instant::now(), max_stale) {
+            return Err(AuthError::KeysUnavailable(
+                "the cached signing keys are past AUTH_JWKS_MAX_STALE_SECS and the key set cannot be refreshed".into(),
+            ));
+        }
         match state.keys.get(kid) {
             Some(key) => Ok(Arc::clone(key)),
             None if state.keys.is_empty() => Err(AuthError::KeysUnavailable(
@@ -297,7 +332,21 @@ impl KeySetCache {
             return Err(format!("HTTP status {}", resp.status()));
         }
         let ttl = freshness(resp.headers());
-        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        let too_large = || format!("the key set is larger than {MAX_KEY_SET_BYTES} bytes");
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_KEY_SET_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_KEY_SET_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         let keys = parse_jwks(&body)?;
         if keys.is_empty() {
             return Err("the key set has no usable RS256 or ES256 signing key".into());
@@ -320,21 +369,30 @@ impl KeySetCache {
     }
 }
 
-/// How long a response stays fresh: `Cache-Control: max-age` minus `Age`, clamped to
-/// [[`MIN_MAX_AGE`], [`MAX_MAX_AGE`]]; [`DEFAULT_MAX_AGE`] without a max-age.
+/// How long a response stays fresh: [`REVALIDATE_AFTER`] with `no-cache` or `no-store`, else
+/// `Cache-Control: max-age` minus `Age`, clamped to [[`MIN_MAX_AGE`], [`MAX_MAX_AGE`]];
+/// [`DEFAULT_MAX_AGE`] without a max-age.
 fn freshness(headers: &http::HeaderMap) -> Duration {
-    let max_age = headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(|directive| {
-            let (name, value) = directive.trim().split_once('=')?;
-            if !name.trim().eq_ignore_ascii_case("max-age") {
-                return None;
-            }
-            value.trim().trim_matches('"').parse::<u64>().ok()
-        });
+    let directives = || {
+        headers
+            .get_all(http::header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+    };
+    if directives().any(|d| {
+        let name = d.split('=').next().unwrap_or("").trim();
+        name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store")
+    }) {
+        return REVALIDATE_AFTER;
+    }
+    let max_age = directives().find_map(|directive| {
+        let (name, value) = directive.trim().split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        value.trim().trim_matches('"').parse::<u64>().ok()
+    });
     let Some(max_age) = max_age else {
         return DEFAULT_MAX_AGE;
     };
@@ -462,8 +520,16 @@ mod tests {
             MAX_MAX_AGE
         );
         assert_eq!(
-            freshness(&headers(&[("cache-control", "no-cache, max-age=bogus")])),
+            freshness(&headers(&[("cache-control", "public, max-age=bogus")])),
             DEFAULT_MAX_AGE
+        );
+        assert_eq!(
+            freshness(&headers(&[("cache-control", "no-cache, max-age=bogus")])),
+            REVALIDATE_AFTER
+        );
+        assert_eq!(
+            freshness(&headers(&[("cache-control", "max-age=86400, No-Store")])),
+            REVALIDATE_AFTER
         );
     }
 

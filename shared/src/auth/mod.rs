@@ -3,6 +3,7 @@
 //! - [`mode`]: `AUTH_MODE` and the [`Signature`] rule (the one switch that skips a signature check).
 //! - [`allow_list`]: the allow-list syntax — exact emails and `*@domain` patterns.
 //! - [`config`]: the `AUTH_*` settings, declared once.
+//! - [`forwarded`]: `called`'s trusted forwarders and the end user in `X-Forwarded-Authorization`.
 //! - [`keys`]: the key-set (JWKS) cache — Cache-Control aware, single flight, refetch cooldown.
 //! - [`verifier`]: cryptographic and claim checks of a Google-signed ID token.
 //! - [`authenticator`]: the policy — which header, verification, `email` rules, allow-list.
@@ -10,13 +11,15 @@
 //! - [`extract`]: the axum extractor [`Principal`].
 //!
 //! The flow: [`Principal`] (extractor) → [`Authenticator::authenticate`] → bearer token from
-//! the right header → [`Verifier::verify`] → allow-list → [`Identity`].
+//! the right header → [`Verifier::verify`] → allow-list → [`Identity`]; then, from a trusted
+//! forwarder, `X-Forwarded-Authorization` → the forwarded verifier → `on_behalf_of`.
 
 pub mod allow_list;
 pub mod authenticator;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod forwarded;
 pub mod keys;
 pub mod mode;
 pub mod verifier;
@@ -26,6 +29,7 @@ pub use authenticator::{Authenticator, Identity, SERVERLESS_AUTHORIZATION, beare
 pub use config::{AuthConfig, GOOGLE_ISSUERS, GOOGLE_JWKS_URL};
 pub use error::AuthError;
 pub use extract::Principal;
+pub use forwarded::{FORWARDED_AUTHORIZATION, ForwardedConfig, ForwardedMode};
 pub use mode::{AuthMode, Signature};
 pub use verifier::{Claims, Verifier};
 

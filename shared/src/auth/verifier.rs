@@ -1,5 +1,6 @@
 //! Verification of Google-signed OIDC ID tokens: shape, algorithm (from the key, never the
-//! token), signature, then `iss`, `aud`, `exp`, `nbf` and `iat` with the configured clock skew.
+//! token), signature, then `iss`, `aud`, `exp`, `nbf` and `iat` with the configured clock skew,
+//! and a lifetime (`exp - iat`) of at most `AUTH_MAX_TOKEN_LIFETIME_SECS` (plus the skew).
 //!
 //! In platform mode a token whose signature Cloud Run replaced with
 //! [`STRIPPED_SIGNATURE`] is accepted on the same claim checks without a signature.
@@ -45,6 +46,9 @@ pub struct Claims {
     /// Email of the principal (only in `format=full` tokens).
     #[serde(default)]
     pub email: Option<String>,
+    /// Hosted domain: the Google Workspace / Cloud Identity domain of a user account.
+    #[serde(default)]
+    pub hd: Option<String>,
     /// Whether Google verified the email; accepts `true` or `"true"` (and the `false` forms).
     #[serde(default, deserialize_with = "bool_or_string")]
     pub email_verified: Option<bool>,
@@ -83,6 +87,8 @@ pub struct Verifier {
     audiences: Vec<String>,
     issuers: Vec<String>,
     leeway: u64,
+    /// `AUTH_MAX_TOKEN_LIFETIME_SECS`.
+    max_lifetime: u64,
     rs256: Validation,
     es256: Validation,
     /// Tokens already verified, by their exact text: a caller presents the same token for
@@ -117,12 +123,32 @@ impl Verifier {
             v
         };
         Self {
-            keys: KeySetCache::new(cfg.jwks_url.clone(), http),
+            keys: KeySetCache::with_max_stale(cfg.jwks_url.clone(), http, cfg.jwks_max_stale),
             audiences: cfg.audiences.clone(),
             issuers: cfg.issuers.clone(),
             leeway: cfg.clock_skew_secs,
+            max_lifetime: cfg.max_token_lifetime_secs,
             rs256: validation(Algorithm::RS256),
             es256: validation(Algorithm::ES256),
+            verified: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The same checks and the same key set, for tokens minted for `audiences` instead (the
+    /// forwarded end user's token is for the forwarder, not for this service).
+    pub fn for_audiences(&self, audiences: &[String]) -> Self {
+        let mut rs256 = self.rs256.clone();
+        rs256.set_audience(audiences);
+        let mut es256 = self.es256.clone();
+        es256.set_audience(audiences);
+        Self {
+            keys: self.keys.clone(),
+            audiences: audiences.to_vec(),
+            issuers: self.issuers.clone(),
+            leeway: self.leeway,
+            max_lifetime: self.max_lifetime,
+            rs256,
+            es256,
             verified: RwLock::new(HashMap::new()),
         }
     }
@@ -253,6 +279,11 @@ impl Verifier {
         }
         if c.iat > latest {
             return Err(invalid("token issued in the future (iat)"));
+        }
+        if c.exp.saturating_sub(c.iat) > self.max_lifetime.saturating_add(self.leeway) {
+            return Err(invalid(
+                "token lifetime (exp - iat) is longer than AUTH_MAX_TOKEN_LIFETIME_SECS allows",
+            ));
         }
         Ok(())
     }

@@ -86,16 +86,25 @@ async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> R
 async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let headers = req.headers();
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    // Header values are escaped before they reach a log line (see `telemetry::escape_control`).
+    let request_id = telemetry::escape_control(
+        headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    )
+    .into_owned();
+    // The last X-Forwarded-For entry is the one Cloud Run's front end appended; earlier ones
+    // are whatever the client wrote.
     let remote_ip = headers
-        .get("x-forwarded-for")
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|s| s.trim().to_owned())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| telemetry::escape_control(s).into_owned())
         .or_else(|| {
             req.extensions()
                 .get::<ConnectInfo<SocketAddr>>()
@@ -122,7 +131,7 @@ async fn observe(req: Request, next: Next) -> Response {
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        span.record("http.user_agent", ua);
+        span.record("http.user_agent", telemetry::escape_control(ua).as_ref());
     }
     if let Some(ip) = remote_ip.as_deref() {
         span.record("http.remote_ip", ip);
