@@ -69,9 +69,12 @@ impl ReadSettings {
         })
     }
 
-    /// Whether `email` may read every entity.
-    pub fn reads_all(&self, email: &str) -> bool {
-        self.read_all.iter().any(|p| p.matches(email))
+    /// Whether `who` may read every entity (`*@domain` needs the Workspace `hd`, as in
+    /// `AUTH_ALLOWED_PRINCIPALS`).
+    pub fn reads_all(&self, who: &shared::auth::Identity) -> bool {
+        self.read_all
+            .iter()
+            .any(|p| p.admits(&who.email, who.hosted_domain.as_deref()))
     }
 }
 

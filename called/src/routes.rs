@@ -183,8 +183,8 @@ pub async fn list(
 /// What `principal` may read: what it stored, everything when it is in `READ_ALL_PRINCIPALS`,
 /// and everything with `AUTH_MODE=off` (no principal: a development mode).
 fn read_scope(app: &AppState, principal: &Principal) -> ReadScope {
-    match principal.email() {
-        Some(email) if !app.reads.reads_all(email) => ReadScope::StoredBy(email.to_owned()),
+    match &principal.identity {
+        Some(who) if !app.reads.reads_all(who) => ReadScope::StoredBy(who.email.clone()),
         _ => ReadScope::All,
     }
 }

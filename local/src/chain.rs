@@ -47,10 +47,11 @@ pub async fn run(
     let caller_url = format!("http://{}", caller_listener.local_addr()?);
     let sa = emulator.config().service_account.clone();
 
-    let called_fixed = wiring::source(
-        &wiring::called_verifying(&called_url, &sa, emu_addr),
-        &[("AUTH_ALLOW_ANY_PRINCIPAL", "false")],
-    );
+    // called trusts the caller's account to forward its end user's identity, so the entity
+    // says on whose behalf it was written.
+    let mut called_pairs = wiring::called_verifying(&called_url, &sa, emu_addr);
+    called_pairs.extend(wiring::forwarding(&sa, &caller_url));
+    let called_fixed = wiring::source(&called_pairs, &[("AUTH_ALLOW_ANY_PRINCIPAL", "false")]);
     let called_cfg = called::Config::from_source(&Overlay {
         first: &called_fixed,
         then: &Env,

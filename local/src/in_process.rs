@@ -41,6 +41,18 @@ impl Service {
         .await
     }
 
+    /// Starts `caller` like [`Service::caller`], on a listener bound beforehand (so that a
+    /// service started before it can know its URL).
+    pub async fn caller_on(
+        listener: tokio::net::TcpListener,
+        settings: impl FnOnce(&str) -> MapSource,
+    ) -> Self {
+        Self::start_on(listener, settings, |src, listener, stop| {
+            let cfg = caller::Config::from_source(src).expect("caller config");
+            caller::run(cfg, listener, stop)
+        })
+    }
+
     async fn start<F>(
         settings: impl FnOnce(&str) -> MapSource,
         run: impl FnOnce(&MapSource, tokio::net::TcpListener, Stopped) -> F,
@@ -48,10 +60,18 @@ impl Service {
     where
         F: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
+        Self::start_on(loopback_listener().await, settings, run)
+    }
+
+    fn start_on<F>(
+        listener: tokio::net::TcpListener,
+        settings: impl FnOnce(&str) -> MapSource,
+        run: impl FnOnce(&MapSource, tokio::net::TcpListener, Stopped) -> F,
+    ) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         shared::telemetry::init_for_tests();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://{addr}");
         let (tx, rx) = oneshot::channel::<()>();
@@ -95,6 +115,13 @@ impl Future for Stopped {
     ) -> std::task::Poll<()> {
         std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
+}
+
+/// A listener on 127.0.0.1:0.
+pub async fn loopback_listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
 }
 
 /// A fresh SQLite file: its `DATABASE_URL` and the folder that keeps it alive.
@@ -142,11 +169,24 @@ pub struct Chain {
     pub caller: Service,
 }
 
-/// Starts the full chain and waits until caller is ready.
+/// Starts the full chain — called trusting the caller's account to forward its end user's
+/// identity, as deployed — and waits until caller is ready.
 pub async fn spawn_chain() -> Chain {
     let emu = Emu::start().await;
-    let called = spawn_called(&emu, &[]).await;
-    let caller = spawn_caller(&emu, &called.base, &[]).await;
+    let caller_listener = loopback_listener().await;
+    let caller_base = format!("http://{}", caller_listener.local_addr().expect("addr"));
+    let forwarding = wiring::forwarding(&emu.sa(), &caller_base);
+    let forwarding: Vec<(&str, &str)> = forwarding.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let called = spawn_called(&emu, &forwarding).await;
+    let called_base = called.base.clone();
+    let caller = Service::caller_on(caller_listener, |base| {
+        wiring::source(
+            &wiring::caller_verifying(base, USER, emu.addr, &called_base),
+            &[],
+        )
+    })
+    .await;
+    ready::wait_for(&format!("{}/health/live", caller.base), 200).await;
     ready::wait_ready(&caller.base).await;
     Chain {
         emu,

@@ -4,9 +4,8 @@
 //! - a principal reads or lists entities another principal stored.
 //!
 //! Principals are real emulator-minted tokens verified by `called` (`AUTH_MODE=verify`).
-//! End users (a forwarded identity) are driven at the store today: `Principal::on_behalf_of` is
-//! filled by the forwarded-identity work (branch `auth`); the route-level two-end-user test
-//! below is `#[ignore]`d until then.
+//! End users are driven both at the store and through the route, as forwarded identities
+//! (`X-Forwarded-Authorization` from a trusted forwarder).
 
 use std::time::Duration;
 
@@ -408,12 +407,10 @@ async fn scoped_pages_stay_complete_and_in_order(backend: Backend) {
     store.close().await;
 }
 
-/// The squatting attack through the chain: the same service account forwards two end users'
-/// tokens (`X-Forwarded-Authorization`) with the same key. Needs `called` to verify forwarded
-/// identities (`AUTH_FORWARDERS`, branch `auth`); until then `on_behalf_of` is always null and
-/// user 2 would get 422.
+/// The squatting attack through the route: the same service account forwards two end users'
+/// tokens (`X-Forwarded-Authorization`) with the same key; before, user 2 got 422 (or user 1's
+/// entity replayed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs forwarded end-user identity (AUTH_FORWARDERS / X-Forwarded-Authorization, branch auth)"]
 async fn forwarded_end_users_sharing_a_key_never_get_each_others_entity() {
     let emu = Emulator::new(EmulatorConfig::default());
     let (addr, _) = emu

@@ -200,3 +200,36 @@ async fn large_numbers_keep_every_digit_through_the_chain() {
         .expect("post");
     assert_problem(res, 422).await;
 }
+
+/// Issue 11 through both hops: the caller forwards its client's token, called verifies it and
+/// stores on whose behalf; the same user repeating its key gets the replay. (Two end users
+/// sharing a key: `called/tests/api/identity.rs`, where a forwarder sends both.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_user_travels_the_chain_and_owns_its_key() {
+    let c = spawn_chain().await;
+    let as_user = |email: &str| {
+        c.emu
+            .emulator
+            .mint(email, &c.caller.base, Duration::from_secs(600))
+    };
+    let send = |token: String| {
+        reqwest::Client::new()
+            .post(format!("{}/", c.caller.base))
+            .bearer_auth(token)
+            .header("idempotency-key", "shared-key")
+            .json(&json!({"foo": "same body"}))
+            .send()
+    };
+    let mine = send(c.emu.user_token(&c.caller.base)).await.expect("post");
+    assert_eq!(mine.status(), 201);
+    let mine: Value = mine.json().await.expect("json");
+    assert_eq!(mine["on_behalf_of"], USER);
+    assert_eq!(mine["caller"], c.emu.sa());
+    // An end user the caller does not admit is refused before anything is forwarded.
+    let stranger = send(as_user("stranger@example.com")).await.expect("post");
+    assert_problem(stranger, 403).await;
+    let again = send(c.emu.user_token(&c.caller.base)).await.expect("post");
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.expect("json"), mine);
+}

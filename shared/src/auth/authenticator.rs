@@ -138,13 +138,19 @@ impl Authenticator {
     /// For forwarding the end user's proof once `authenticate` accepted it. Never log it.
     pub fn presented_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         self.inner.verifier.as_ref()?;
+        self.bearer(headers).ok()
+    }
+
+    /// The one header rule: in platform mode `X-Serverless-Authorization` when present (the
+    /// header Cloud Run checked, and then ignores `Authorization`), else `Authorization`.
+    fn bearer<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, AuthError> {
         let platform = self.inner.config.mode == AuthMode::Platform;
         let header = if platform && headers.contains_key(SERVERLESS_AUTHORIZATION) {
             headers.get(SERVERLESS_AUTHORIZATION)
         } else {
             headers.get(header::AUTHORIZATION)
         };
-        bearer_token(header).ok()
+        bearer_token(header)
     }
 
     /// Authenticates a request by its headers: `Ok(None)` only when the mode is off.
@@ -154,13 +160,7 @@ impl Authenticator {
             tracing::warn!("AUTH_MODE=off: request accepted without authentication");
             return Ok(None);
         };
-        let platform = cfg.mode == AuthMode::Platform;
-        let header = if platform && headers.contains_key(SERVERLESS_AUTHORIZATION) {
-            headers.get(SERVERLESS_AUTHORIZATION)
-        } else {
-            headers.get(header::AUTHORIZATION)
-        };
-        let token = bearer_token(header)?;
+        let token = self.bearer(headers)?;
         let claims = verifier.verify(token, cfg.mode.signature()).await?;
         let identity = identity(claims)?;
         if !cfg.admits(&identity.email, identity.hosted_domain.as_deref()) {
