@@ -116,6 +116,10 @@ pub fn init(cfg: &TelemetryConfig) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
+                    // Colours only for a person at a terminal: a log file or pipe gets plain
+                    // text, so the only escape sequences in it are ones a value carried —
+                    // and those are escaped.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .with_writer(std::io::stderr),
             )
             .try_init(),

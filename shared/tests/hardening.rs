@@ -2,9 +2,8 @@
 //! real [`Authenticator`] behind the common layers on 127.0.0.1:0 that echoes the extracted
 //! [`Principal`] — with tokens minted by the metadata-server emulator.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -431,86 +430,6 @@ fn cleartext_key_set_url_to_a_remote_host_is_refused() {
 
 // ---- 13. log spoofing ----
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-    }
-}
-
-/// Text logs of everything on this (current-thread) runtime go to the returned buffer.
-fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_target(false)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    (logs, guard)
-}
-
-#[tokio::test]
-async fn forged_log_line_in_an_email_claim_is_escaped() {
-    let (logs, _guard) = capture_logs();
-    let (emu, jwks) = emulator().await;
-    let base = serve(auth(&jwks, &[("AUTH_ALLOWED_PRINCIPALS", SA)])).await;
-    let forged = "x@evil.example\n2030-01-01T00:00:00.000000Z  INFO request{http.method=POST http.path=/}: request finished http.status=201 \u{1b}[2K";
-    let (status, _) = post(&base, &emu.mint_with(claims(forged))).await;
-    assert!(status == 401 || status == 403, "{status}");
-    // The same escaping for a forbidden (well-formed) principal, whose email is logged.
-    let (status, _) = post(&base, &emu.mint_with(claims("mallory@evil.example"))).await;
-    assert_eq!(status, 403);
-    let text = logs.text();
-    assert!(!text.contains('\u{1b}'), "raw ESC in the logs:\n{text}");
-    let finished = text
-        .lines()
-        .filter(|l| l.contains("request finished"))
-        .count();
-    assert_eq!(finished, 2, "one line per request, none forged:\n{text}");
-    assert!(
-        !text.lines().any(|l| l.starts_with("2030-01-01")),
-        "forged line:\n{text}"
-    );
-}
-
-#[tokio::test]
-async fn client_written_forwarded_for_is_not_the_logged_remote_ip() {
-    let (logs, _guard) = capture_logs();
-    let (emu, jwks) = emulator().await;
-    let base = serve(auth(&jwks, &[("AUTH_ALLOWED_PRINCIPALS", SA)])).await;
-    let token = emu.mint(SA, AUD, HOUR);
-    // The client wrote "6.6.6.6"; Cloud Run's front end appended the address it saw.
-    let (status, _) = post_with(
-        &base,
-        &[
-            ("authorization", format!("Bearer {token}")),
-            ("x-forwarded-for", "6.6.6.6, 203.0.113.9".into()),
-        ],
-    )
-    .await;
-    assert_eq!(status, 201);
-    let text = logs.text();
-    assert!(text.contains("http.remote_ip=\"203.0.113.9\""), "{text}");
-    assert!(!text.contains("6.6.6.6"), "{text}");
-}
+// Item 13 (log spoofing) is tested against the real `called` binary's logs:
+// `called/tests/resilience/logs.rs` — `forged_log_line_in_an_email_claim_is_escaped`,
+// `client_written_forwarded_for_is_not_the_logged_remote_ip`.

@@ -119,3 +119,89 @@ async fn called_never_logs_a_token_even_at_trace_level() {
     let lines = called.into_logs().await;
     assert_no_tokens("called", &lines, &tokens.map(String::as_str));
 }
+
+/// Issue 12 item 13: a newline and ESC inside an email claim must not forge a log line. The
+/// real binary, text logs at `info` (what a developer reads in a terminal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_log_line_in_an_email_claim_is_escaped() {
+    let emu = Emu::start().await;
+    let (database_url, _dir) = sqlite_store();
+    let port = free_port();
+    let audience = format!("http://127.0.0.1:{port}");
+    let spec = called_verifying(&emu, port, &database_url)
+        .with("RUST_LOG", "info")
+        .with("LOG_FORMAT", "text")
+        .capture();
+    let mut called = Proc::start(&spec, port).await;
+    let claims = |email: &str| {
+        json!({"iss": "https://accounts.google.com", "aud": audience, "sub": "1", "email": email,
+               "email_verified": true, "iat": now(), "exp": now() + 600})
+    };
+    let forged = "x@evil.example\n2030-01-01T00:00:00.000000Z  INFO request{http.method=POST http.path=/}: request finished http.status=201 \u{1b}[2K";
+    let client = reqwest::Client::new();
+    for (email, allowed) in [(forged, [401, 403]), ("mallory@evil.example", [403, 403])] {
+        let res = client
+            .post(format!("{}/", called.base))
+            .bearer_auth(emu.emulator.mint_with(claims(email)))
+            .json(&json!({"bar": "x"}))
+            .send()
+            .await
+            .expect("post");
+        assert!(allowed.contains(&res.status().as_u16()), "{}", res.status());
+    }
+    called.sigterm().await;
+    let (exit, _) = called.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(exit.code(), Some(0));
+    let lines = called.into_logs().await;
+    let text = lines.join("\n");
+    assert!(!text.contains('\u{1b}'), "raw ESC in the logs:\n{text}");
+    let finished = lines
+        .iter()
+        .filter(|l| l.contains("request finished") && l.contains("http.method=POST"))
+        .count();
+    assert_eq!(finished, 2, "one line per request, none forged:\n{text}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("2030-01-01")),
+        "forged line:\n{text}"
+    );
+}
+
+/// Issue 12 item 13: the logged remote IP is the `X-Forwarded-For` entry Cloud Run's front end
+/// appended (the last), not the one the client wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_written_forwarded_for_is_not_the_logged_remote_ip() {
+    let emu = Emu::start().await;
+    let (database_url, _dir) = sqlite_store();
+    let port = free_port();
+    let audience = format!("http://127.0.0.1:{port}");
+    let spec = called_verifying(&emu, port, &database_url)
+        .with("RUST_LOG", "info")
+        .with("LOG_FORMAT", "json")
+        .capture();
+    let mut called = Proc::start(&spec, port).await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/", called.base))
+        .bearer_auth(emu.sa_token(&audience))
+        .header("x-forwarded-for", "6.6.6.6, 203.0.113.9")
+        .json(&json!({"bar": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 201);
+    called.sigterm().await;
+    let _ = called.wait_exit(Duration::from_secs(15)).await;
+    let lines = called.into_logs().await;
+    let finished: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["message"] == "request finished" && v["httpRequest"]["requestMethod"] == "POST"
+        })
+        .collect();
+    assert_eq!(finished.len(), 1, "{lines:?}");
+    assert_eq!(
+        finished[0]["httpRequest"]["remoteIp"], "203.0.113.9",
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("6.6.6.6")), "{lines:?}");
+}
