@@ -51,7 +51,7 @@ perf record -e cpu-clock -F 997 -g -a -o "$out/perf.data" -- sleep "$((secs - 3)
 wait $harness
 trap - EXIT
 
-perf report -i "$out/perf.data" --stdio --no-children --sort comm,dso,symbol \
+perf report -i "$out/perf.data" --stdio --no-children -g none --sort pid,dso,symbol \
   --percent-limit 0.3 2>/dev/null >"$out/perf-report.txt"
 perf report -i "$out/perf.data" --stdio --children --sort comm,symbol \
   --percent-limit 2 2>/dev/null >"$out/perf-callers.txt"

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use http::HeaderMap;
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -203,36 +202,81 @@ fn severity(level: &Level) -> &'static str {
     }
 }
 
-#[derive(Default)]
-struct JsonFields(Map<String, Value>);
+/// One recorded field value.
+#[derive(Debug, Clone, PartialEq)]
+enum FieldValue {
+    Str(String),
+    I64(i64),
+    U64(u64),
+    Bool(bool),
+    F64(f64),
+}
 
-struct Visitor<'a>(&'a mut Map<String, Value>);
+impl FieldValue {
+    /// Appends the value as JSON.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Str(s) => write_json_str(out, s),
+            Self::I64(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Self::U64(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Self::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Self::F64(f) => {
+                let _ = serde_json::to_writer(&mut *out, f);
+            }
+        }
+    }
+}
+
+/// Fields by name, in the order first recorded; a field recorded again replaces its value.
+#[derive(Default)]
+struct JsonFields(Vec<(&'static str, FieldValue)>);
+
+impl JsonFields {
+    fn set(&mut self, name: &'static str, value: FieldValue) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+struct Visitor<'a>(&'a mut JsonFields);
 
 impl Visit for Visitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.0
-            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+            .set(field.name(), FieldValue::Str(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(value.to_owned()));
+        self.0.set(field.name(), FieldValue::Str(value.to_owned()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.set(field.name(), FieldValue::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.set(field.name(), FieldValue::U64(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.set(field.name(), FieldValue::Bool(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.set(field.name(), FieldValue::F64(value));
     }
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Writes events as Cloud Logging structured JSON, merging the fields of enclosing spans.
 /// Fields named `http.*` become the `httpRequest` object on the request log line.
+///
+/// Each line is written straight into a per-thread buffer — no `Value` tree, no map per event —
+/// because the request log runs on every request of both services.
 pub struct CloudLoggingLayer;
 
 impl<S> Layer<S> for CloudLoggingLayer
@@ -247,7 +291,7 @@ where
     ) {
         if let Some(span) = ctx.span(id) {
             let mut fields = JsonFields::default();
-            attrs.record(&mut Visitor(&mut fields.0));
+            attrs.record(&mut Visitor(&mut fields));
             span.extensions_mut().insert(fields);
         }
     }
@@ -261,85 +305,111 @@ where
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
             if let Some(fields) = ext.get_mut::<JsonFields>() {
-                values.record(&mut Visitor(&mut fields.0));
+                values.record(&mut Visitor(fields));
             }
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut fields = Map::new();
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                if let Some(f) = span.extensions().get::<JsonFields>() {
-                    fields.extend(f.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut own = JsonFields::default();
+        event.record(&mut Visitor(&mut own));
+        let spans: Vec<_> = ctx
+            .event_scope(event)
+            .map(|scope| scope.from_root().collect())
+            .unwrap_or_default();
+        let extensions: Vec<_> = spans.iter().map(|s| s.extensions()).collect();
+        // Root span first, the event last: inner values replace outer ones of the same name.
+        let mut merged: Vec<(&'static str, &FieldValue)> = Vec::with_capacity(16);
+        let layers = extensions
+            .iter()
+            .filter_map(|e| e.get::<JsonFields>())
+            .chain(std::iter::once(&own));
+        for fields in layers {
+            for (name, value) in &fields.0 {
+                match merged.iter_mut().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = value,
+                    None => merged.push((name, value)),
                 }
             }
         }
-        event.record(&mut Visitor(&mut fields));
-        let line = cloud_logging_entry(event.metadata(), fields);
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(line.as_bytes());
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            write_entry(&mut line, event.metadata(), &merged);
+            let _ = std::io::stdout().lock().write_all(&line);
+        });
     }
 }
 
-fn cloud_logging_entry(meta: &tracing::Metadata<'_>, mut fields: Map<String, Value>) -> String {
-    let mut entry = Map::new();
-    entry.insert("severity".into(), severity(meta.level()).into());
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    entry.insert("time".into(), now.into());
-    entry.insert(
-        "message".into(),
-        fields.remove("message").unwrap_or_else(|| "".into()),
-    );
-    entry.insert("target".into(), meta.target().into());
-    if let Some(Value::String(trace)) = fields.remove("trace_id") {
+thread_local! {
+    /// The line being written, reused: a log line costs no allocation for its text.
+    static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+}
+
+/// Appends one Cloud Logging entry (and its newline) for an event with `fields` (the merged
+/// span and event fields) to `out`.
+fn write_entry(out: &mut Vec<u8>, meta: &tracing::Metadata<'_>, fields: &[(&str, &FieldValue)]) {
+    let get = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    out.extend_from_slice(b"{\"severity\":\"");
+    out.extend_from_slice(severity(meta.level()).as_bytes());
+    out.extend_from_slice(b"\",\"time\":\"");
+    let _ = time::OffsetDateTime::now_utc()
+        .format_into(&mut *out, &time::format_description::well_known::Rfc3339);
+    out.extend_from_slice(b"\",\"message\":");
+    match get("message") {
+        Some(v) => v.write_json(out),
+        None => out.extend_from_slice(b"\"\""),
+    }
+    out.extend_from_slice(b",\"target\":");
+    write_json_str(out, meta.target());
+    if let Some(FieldValue::Str(trace)) = get("trace_id") {
+        out.extend_from_slice(b",\"logging.googleapis.com/trace\":");
         let project = PROJECT.get().and_then(|p| p.as_deref());
-        entry.insert(
-            "logging.googleapis.com/trace".into(),
-            trace_resource(project, &trace).into(),
-        );
+        write_json_str(out, &trace_resource(project, trace));
     }
-    if let Some(span) = fields.remove("span_id") {
-        entry.insert("logging.googleapis.com/spanId".into(), span);
+    if let Some(span) = get("span_id") {
+        out.extend_from_slice(b",\"logging.googleapis.com/spanId\":");
+        span.write_json(out);
     }
-    let http_keys: Vec<String> = fields
-        .keys()
-        .filter(|k| k.starts_with("http."))
-        .cloned()
-        .collect();
-    let mut http = Map::new();
-    for k in http_keys {
-        if let Some(v) = fields.remove(&k) {
-            http.insert(k["http.".len()..].to_owned(), v);
-        }
-    }
-    if let Some(status) = http.get("status").cloned() {
-        let mut req = Map::new();
-        let mut put = |name: &str, key: &str| {
-            if let Some(v) = http.get(key) {
-                req.insert(name.to_owned(), v.clone());
+    if let Some(status) = get("http.status") {
+        out.extend_from_slice(b",\"httpRequest\":{");
+        for (name, key) in [
+            ("requestMethod", "http.method"),
+            ("requestUrl", "http.path"),
+            ("userAgent", "http.user_agent"),
+            ("remoteIp", "http.remote_ip"),
+            ("protocol", "http.protocol"),
+        ] {
+            if let Some(v) = get(key) {
+                out.push(b'"');
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
+                v.write_json(out);
+                out.push(b',');
             }
-        };
-        put("requestMethod", "method");
-        put("requestUrl", "path");
-        put("userAgent", "user_agent");
-        put("remoteIp", "remote_ip");
-        put("protocol", "protocol");
-        req.insert("status".into(), status);
-        if let Some(us) = http.get("latency_us").and_then(Value::as_u64) {
-            req.insert(
-                "latency".into(),
-                format!("{}.{:06}s", us / 1_000_000, us % 1_000_000).into(),
+        }
+        out.extend_from_slice(b"\"status\":");
+        status.write_json(out);
+        if let Some(FieldValue::U64(us)) = get("http.latency_us") {
+            let _ = write!(
+                out,
+                ",\"latency\":\"{}.{:06}s\"",
+                us / 1_000_000,
+                us % 1_000_000
             );
         }
-        entry.insert("httpRequest".into(), Value::Object(req));
+        out.push(b'}');
     }
-    entry.extend(fields);
-    let mut line = serde_json::to_string(&Value::Object(entry)).unwrap_or_default();
-    line.push('\n');
-    line
+    for (name, value) in fields {
+        if matches!(*name, "message" | "trace_id" | "span_id") || name.starts_with("http.") {
+            continue;
+        }
+        out.push(b',');
+        write_json_str(out, name);
+        out.push(b':');
+        value.write_json(out);
+    }
+    out.extend_from_slice(b"}\n");
 }
 
 #[cfg(test)]
@@ -395,16 +465,30 @@ mod tests {
             tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CS)),
             tracing::metadata::Kind::EVENT,
         );
-        let mut f = Map::new();
-        f.insert("message".into(), "done".into());
-        f.insert("http.status".into(), 201.into());
-        f.insert("http.method".into(), "POST".into());
-        f.insert("http.latency_us".into(), 1_500_000u64.into());
-        f.insert("trace_id".into(), "abc".into());
-        f.insert("request_id".into(), "r1".into());
-        let v: Value = serde_json::from_str(&cloud_logging_entry(&META, f)).expect("json");
+        let s = |v: &str| FieldValue::Str(v.to_owned());
+        let fields = [
+            ("message", s("done \"quoted\"\n")),
+            ("http.status", FieldValue::U64(201)),
+            ("http.method", s("POST")),
+            ("http.latency_us", FieldValue::U64(1_500_000)),
+            ("trace_id", s("abc")),
+            ("request_id", s("r1")),
+            ("ratio", FieldValue::F64(0.5)),
+            ("ok", FieldValue::Bool(true)),
+            ("delta", FieldValue::I64(-3)),
+        ];
+        let merged: Vec<(&str, &FieldValue)> = fields.iter().map(|(n, v)| (*n, v)).collect();
+        let mut line = Vec::new();
+        write_entry(&mut line, &META, &merged);
+        assert!(line.ends_with(b"}\n"));
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
         assert_eq!(v["severity"], "WARNING");
-        assert_eq!(v["message"], "done");
+        assert_eq!(v["message"], "done \"quoted\"\n");
+        assert_eq!(v["ratio"], 0.5);
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["delta"], -3);
+        assert!(v.get("http.method").is_none() && v.get("trace_id").is_none());
+        assert_eq!(v["logging.googleapis.com/trace"], "abc");
         assert_eq!(v["httpRequest"]["status"], 201);
         assert_eq!(v["httpRequest"]["requestMethod"], "POST");
         assert_eq!(v["httpRequest"]["latency"], "1.500000s");

@@ -93,7 +93,7 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-fn reason(r: Result<Claims, AuthError>) -> String {
+fn reason(r: Result<std::sync::Arc<Claims>, AuthError>) -> String {
     match r {
         Err(AuthError::Invalid(reason)) => reason,
         other => panic!("expected Invalid, got {other:?}"),

@@ -162,7 +162,7 @@ impl Authenticator {
         };
         let token = self.bearer(headers)?;
         let claims = verifier.verify(token, cfg.mode.signature()).await?;
-        let identity = identity(claims)?;
+        let identity = identity(&claims)?;
         if !cfg.admits(&identity.email, identity.hosted_domain.as_deref()) {
             return Err(AuthError::Forbidden(identity.email));
         }
@@ -220,11 +220,11 @@ async fn forwarded_identity(
         .verify(token, f.config.mode.signature())
         .await
         .map_err(forwarded)?;
-    identity(claims).map(Some).map_err(forwarded)
+    identity(&claims).map(Some).map_err(forwarded)
 }
 
 /// The identity in verified `claims`: a well-formed, verified email, lower-cased.
-fn identity(claims: Claims) -> Result<Identity, AuthError> {
+fn identity(claims: &Claims) -> Result<Identity, AuthError> {
     let email = match (claims.email.as_deref(), claims.email_verified) {
         (Some(e), _) if !is_well_formed_email(e) => {
             return Err(AuthError::Invalid("malformed email claim".into()));
@@ -240,7 +240,7 @@ fn identity(claims: Claims) -> Result<Identity, AuthError> {
     };
     Ok(Identity {
         email,
-        subject: claims.sub,
+        subject: claims.sub.clone(),
         hosted_domain,
     })
 }

@@ -75,9 +75,10 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Er
 /// Most tokens whose signature check is remembered (see [`Verifier::verify`]).
 const VERIFIED_CAPACITY: usize = 1024;
 
-/// A token whose signature was checked, and the key that checked it.
+/// A token whose signature was checked, and the key that checked it (published under `kid`).
 struct Verified {
-    claims: Claims,
+    claims: Arc<Claims>,
+    kid: Box<str>,
     key: Arc<VerificationKey>,
 }
 
@@ -181,9 +182,17 @@ impl Verifier {
         &self,
         token: &str,
         signature_rule: Signature,
-    ) -> Result<Claims, AuthError> {
+    ) -> Result<Arc<Claims>, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("token is too large"));
+        }
+        // Seen before, exactly: its header was checked then (the text is the same), so only
+        // the key (still the one published under its kid?) and the claims are checked again.
+        if let Some((kid, key, claims)) = self.remembered(token) {
+            if Arc::ptr_eq(&self.keys.key(&kid).await?, &key) {
+                self.check_claims(&claims)?;
+                return Ok(claims);
+            }
         }
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
@@ -208,7 +217,7 @@ impl Verifier {
             }
             let claims = decode_claims(payload)?;
             self.check_claims(&claims)?;
-            return Ok(claims);
+            return Ok(Arc::new(claims));
         }
 
         let kid = header
@@ -220,10 +229,6 @@ impl Verifier {
         if header.alg != key.algorithm {
             return Err(invalid("token algorithm does not match its signing key"));
         }
-        if let Some(claims) = self.remembered(token, &key) {
-            self.check_claims(&claims)?;
-            return Ok(claims);
-        }
         let validation = if key.algorithm == Algorithm::ES256 {
             &self.es256
         } else {
@@ -232,18 +237,19 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation).map_err(reason)?;
         // jsonwebtoken does not check `iat`; the other checks repeat cheaply.
         self.check_claims(&data.claims)?;
-        self.remember(token, &data.claims, key);
-        Ok(data.claims)
+        let claims = Arc::new(data.claims);
+        self.remember(token, &claims, kid, key);
+        Ok(claims)
     }
 
-    /// The claims of `token` if its signature was verified before with exactly `key`.
-    fn remembered(&self, token: &str, key: &Arc<VerificationKey>) -> Option<Claims> {
+    /// What verified `token` before, if it did: its kid, the key and the claims.
+    fn remembered(&self, token: &str) -> Option<(Box<str>, Arc<VerificationKey>, Arc<Claims>)> {
         let verified = self.verified.read().unwrap_or_else(PoisonError::into_inner);
         let hit = verified.get(token)?;
-        Arc::ptr_eq(&hit.key, key).then(|| hit.claims.clone())
+        Some((hit.kid.clone(), hit.key.clone(), hit.claims.clone()))
     }
 
-    fn remember(&self, token: &str, claims: &Claims, key: Arc<VerificationKey>) {
+    fn remember(&self, token: &str, claims: &Arc<Claims>, kid: &str, key: Arc<VerificationKey>) {
         let mut verified = self
             .verified
             .write()
@@ -256,6 +262,7 @@ impl Verifier {
             token.into(),
             Verified {
                 claims: claims.clone(),
+                kid: kid.into(),
                 key,
             },
         );
