@@ -188,11 +188,11 @@ impl Verifier {
         }
         // Seen before, exactly: its header was checked then (the text is the same), so only
         // the key (still the one published under its kid?) and the claims are checked again.
-        if let Some((kid, key, claims)) = self.remembered(token) {
-            if Arc::ptr_eq(&self.keys.key(&kid).await?, &key) {
-                self.check_claims(&claims)?;
-                return Ok(claims);
-            }
+        if let Some((kid, key, claims)) = self.remembered(token)
+            && Arc::ptr_eq(&self.keys.key(&kid).await?, &key)
+        {
+            self.check_claims(&claims)?;
+            return Ok(claims);
         }
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
