@@ -3,13 +3,15 @@
 //! between requests, never while one is in flight.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
+use local::claims::{now, with, without};
+use local::clock::{eventually, jump};
 use local::emu::Emu;
 use shared::auth::verifier::STRIPPED_SIGNATURE;
 use shared::auth::{AuthConfig, AuthError, Claims, Signature, Verifier};
@@ -49,13 +51,6 @@ async fn env() -> Env {
     env_with(EmulatorConfig::default()).await
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 /// Valid claims for [`AUD`]; tests change one thing at a time.
 fn claims() -> Value {
     let now = now();
@@ -63,34 +58,6 @@ fn claims() -> Value {
         "iss": ISS, "aud": AUD, "sub": "1234567890", "azp": "1234567890",
         "iat": now, "exp": now + 600, "email": SA, "email_verified": true,
     })
-}
-
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
-}
-
-fn without(mut claims: Value, key: &str) -> Value {
-    claims.as_object_mut().expect("object").remove(key);
-    claims
-}
-
-/// Moves Tokio's clock forward (no request may be in flight).
-async fn jump(d: Duration) {
-    tokio::time::pause();
-    tokio::time::advance(d).await;
-    tokio::time::resume();
-}
-
-/// Waits (real time, bounded) until `cond` holds.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..300 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn reason(r: Result<Claims, AuthError>) -> String {

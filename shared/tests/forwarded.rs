@@ -3,17 +3,16 @@
 //! real [`Authenticator`] on 127.0.0.1:0 echoing the extracted [`Principal`] — with tokens
 //! minted by the metadata-server emulator.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::Router;
-use axum::routing;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
-use shared::auth::{AuthConfig, Authenticator, ForwardedConfig, Principal};
-use shared::config::{MapSource, ServerConfig};
+use emulator::{Emulator, EmulatorConfig};
+use local::claims::{now, with};
+use local::emu::Emu;
+use shared::auth::{AuthConfig, ForwardedConfig};
+use shared::config::MapSource;
 
 /// called's own audience.
 const AUD: &str = "https://called.example";
@@ -27,28 +26,16 @@ const OTHER: &str = "batch@invoker-local.iam.gserviceaccount.com";
 const USER: &str = "alice@gmail.com";
 const STRIPPED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 struct Env {
     emu: Emulator,
     jwks: String,
 }
 
 async fn env() -> Env {
-    let emu = Emulator::new(EmulatorConfig::default());
-    let (addr, _task) = emu
-        .clone()
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("spawn emulator");
+    let emu = Emu::start().await;
     Env {
-        emu,
-        jwks: format!("http://{addr}{JWKS_PATH}"),
+        jwks: emu.jwks_url(),
+        emu: emu.emulator,
     }
 }
 
@@ -73,36 +60,9 @@ fn config(src: &MapSource) -> AuthConfig {
     auth
 }
 
-/// Starts the echo service and returns its base URL.
+/// Starts the echo service ([`local::echo`]) and returns its base URL.
 async fn serve(env: &Env, pairs: &[(&str, &str)]) -> String {
-    let auth = Authenticator::new(config(&source(&env.jwks, pairs)), reqwest::Client::new());
-    let routes = Router::new()
-        .route(
-            "/",
-            routing::post(|p: Principal| async move {
-                (
-                    http::StatusCode::CREATED,
-                    axum::Json(
-                        json!({"caller": p.email(), "on_behalf_of": p.on_behalf_of_email()}),
-                    ),
-                )
-            }),
-        )
-        .with_state(auth);
-    let server = ServerConfig::from_source(&MapSource::default()).expect("server config");
-    let router = shared::server::with_common_layers(routes, &server);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(shared::server::serve(
-        listener,
-        router,
-        std::future::pending(),
-        Duration::from_secs(1),
-        Duration::from_secs(10),
-    ));
-    format!("http://{addr}")
+    local::echo::serve(config(&source(&env.jwks, pairs))).await
 }
 
 /// POSTs with the principal's `token` and each of `forwarded` as `X-Forwarded-Authorization`.
@@ -126,11 +86,6 @@ fn user_claims() -> Value {
         "iss": ISS, "aud": CALLER_AUD, "sub": "42", "azp": "42",
         "iat": now, "exp": now + 600, "email": USER, "email_verified": true,
     })
-}
-
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
 }
 
 /// `token` with its signature replaced as Cloud Run does after its IAM check.
