@@ -3,7 +3,7 @@
 //!
 //! - [`wiring`]: the settings that connect emulator → called → caller.
 //! - [`chain`]: the `local` binary's run: all three services in one process on fixed ports.
-//! - [`claims`]: ID-token claims as tests write them (`now`, `with`, `without`).
+//! - [`claims`]: ID-token claims as tests write them (`now`, `with`, `without`, `strip`, `hand_made`).
 //! - [`clock`]: Tokio's clock jumped forward, and a bounded wait for a condition.
 //! - [`emu`]: the metadata-server emulator on 127.0.0.1:0 in this process, and its tokens.
 //! - [`echo`]: a router with the real `Authenticator` on 127.0.0.1:0 echoing the principal.

@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig};
-use local::claims::{now, with};
+use local::claims::{hand_made, now, strip, with};
 use local::emu::Emu;
 use shared::auth::{AuthConfig, ForwardedConfig};
 use shared::config::MapSource;
@@ -24,7 +23,6 @@ const SA: &str = "caller@invoker-local.iam.gserviceaccount.com";
 /// Allowed to call, but not trusted to forward.
 const OTHER: &str = "batch@invoker-local.iam.gserviceaccount.com";
 const USER: &str = "alice@gmail.com";
-const STRIPPED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
 
 struct Env {
     emu: Emulator,
@@ -86,24 +84,6 @@ fn user_claims() -> Value {
         "iss": ISS, "aud": CALLER_AUD, "sub": "42", "azp": "42",
         "iat": now, "exp": now + 600, "email": USER, "email_verified": true,
     })
-}
-
-/// `token` with its signature replaced as Cloud Run does after its IAM check.
-fn strip(token: &str) -> String {
-    let p: Vec<&str> = token.split('.').collect();
-    format!("{}.{}.{STRIPPED}", p[0], p[1])
-}
-
-fn hand_made(claims: &Value) -> String {
-    let b64 = |v: &Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(v).expect("json"))
-    };
-    format!(
-        "{}.{}.{STRIPPED}",
-        b64(&json!({"alg": "RS256"})),
-        b64(claims)
-    )
 }
 
 fn expired() -> Value {

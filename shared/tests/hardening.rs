@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig};
-use local::claims::{now, with};
+use local::claims::{hand_made, now, with};
 use local::clock::{eventually, jump};
 use local::echo::serve;
 use local::emu::Emu;
@@ -20,7 +20,6 @@ const AUD: &str = "https://called.example";
 const ISS: &str = "https://accounts.google.com";
 const SA: &str = "caller@invoker-local.iam.gserviceaccount.com";
 const HOUR: Duration = Duration::from_secs(3600);
-const STRIPPED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
 
 async fn emulator_with(cfg: EmulatorConfig) -> (Emulator, String) {
     let emu = Emu::start_with(cfg).await;
@@ -64,20 +63,6 @@ fn claims(email: &str) -> Value {
         "iss": ISS, "aud": AUD, "sub": "1234567890", "azp": "1234567890",
         "iat": now, "exp": now + 600, "email": email, "email_verified": true,
     })
-}
-
-/// The unsigned token an attacker writes by hand.
-fn hand_made(claims: &Value) -> String {
-    use base64::Engine;
-    let b64 = |v: &Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(v).expect("json"))
-    };
-    format!(
-        "{}.{}.{STRIPPED}",
-        b64(&json!({"alg": "RS256"})),
-        b64(claims)
-    )
 }
 
 // ---- 1. platform mode off Cloud Run ----
