@@ -37,6 +37,13 @@ async fn env() -> Env {
     }
 }
 
+impl Env {
+    /// A token of `email` for called, valid ten minutes.
+    fn token(&self, email: &str) -> String {
+        self.emu.mint(email, AUD, Duration::from_secs(600))
+    }
+}
+
 fn source(jwks: &str, pairs: &[(&str, &str)]) -> MapSource {
     let mut src = MapSource::from_pairs([
         ("AUTH_AUDIENCES", AUD),
@@ -61,6 +68,14 @@ fn config(src: &MapSource) -> AuthConfig {
 /// Starts the echo service ([`local::echo`]) and returns its base URL.
 async fn serve(env: &Env, pairs: &[(&str, &str)]) -> String {
     local::echo::serve(config(&source(&env.jwks, pairs))).await
+}
+
+/// A new emulator, the echo service with `pairs`, and a token of the trusted forwarder.
+async fn start(pairs: &[(&str, &str)]) -> (Env, String, String) {
+    let e = env().await;
+    let base = serve(&e, pairs).await;
+    let sa = e.token(SA);
+    (e, base, sa)
 }
 
 /// POSTs with the principal's `token` and each of `forwarded` as `X-Forwarded-Authorization`.
@@ -104,9 +119,7 @@ async fn assert_refused(base: &str, token: &str, forwarded: &str, what: &str) {
 
 #[tokio::test]
 async fn forwarded_end_user_from_a_trusted_forwarder_is_verified() {
-    let e = env().await;
-    let base = serve(&e, &[]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let (e, base, sa) = start(&[]).await;
     let user = e.emu.mint_with(user_claims());
     let (status, body) = post(&base, &sa, &[&user]).await;
     assert_eq!(status, 201, "{body}");
@@ -125,9 +138,7 @@ async fn forwarded_end_user_from_a_trusted_forwarder_is_verified() {
 
 #[tokio::test]
 async fn forged_or_mismatched_forwarded_tokens_are_refused() {
-    let e = env().await;
-    let base = serve(&e, &[]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let (e, base, sa) = start(&[]).await;
     let foreign = Emulator::new(EmulatorConfig::default());
     let n = now();
     for (what, token) in [
@@ -194,9 +205,7 @@ async fn forged_or_mismatched_forwarded_tokens_are_refused() {
 
 #[tokio::test]
 async fn repeated_forwarded_header_is_refused() {
-    let e = env().await;
-    let base = serve(&e, &[]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let (e, base, sa) = start(&[]).await;
     let alice = e.emu.mint_with(user_claims());
     let mallory = e
         .emu
@@ -216,7 +225,7 @@ async fn repeated_forwarded_header_is_refused() {
 async fn forwarded_header_from_an_untrusted_principal_is_ignored() {
     let e = env().await;
     let base = serve(&e, &[]).await;
-    let other = e.emu.mint(OTHER, AUD, Duration::from_secs(600));
+    let other = e.token(OTHER);
     let user = e.emu.mint_with(user_claims());
     let foreign = Emulator::new(EmulatorConfig::default()).mint_with(user_claims());
     for forwarded in [&user, &foreign] {
@@ -227,7 +236,7 @@ async fn forwarded_header_from_an_untrusted_principal_is_ignored() {
     }
     // With no forwarders configured the header is ignored from everyone.
     let none = serve(&e, &[("AUTH_FORWARDERS", "")]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let sa = e.token(SA);
     let (status, body) = post(&none, &sa, &[&foreign]).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["on_behalf_of"], Value::Null);
@@ -242,7 +251,7 @@ async fn platform_mode_still_verifies_the_forwarded_token() {
     )
     .await;
     // The caller's own token was stripped by Cloud Run in front of called: accepted on claims.
-    let sa = strip(&e.emu.mint(SA, AUD, Duration::from_secs(600)));
+    let sa = strip(&e.token(SA));
     let good = e.emu.mint_with(user_claims());
     let (status, body) = post(&base, &sa, &[&good]).await;
     assert_eq!(status, 201, "{body}");
@@ -257,9 +266,7 @@ async fn platform_mode_still_verifies_the_forwarded_token() {
 
 #[tokio::test]
 async fn forwarded_platform_mode_accepts_only_stripped_tokens_with_good_claims() {
-    let e = env().await;
-    let base = serve(&e, &[("AUTH_FORWARDED_MODE", "platform")]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let (e, base, sa) = start(&[("AUTH_FORWARDED_MODE", "platform")]).await;
     // The caller ran behind Cloud Run's IAM check, which stripped its client's signature.
     let stripped = strip(&e.emu.mint_with(user_claims()));
     let (status, body) = post(&base, &sa, &[&stripped]).await;
