@@ -9,6 +9,7 @@
 //! - [`echo`]: a router with the real `Authenticator` on 127.0.0.1:0 echoing the principal.
 //! - [`in_process`]: called, caller or the whole chain in this process on port 0.
 //! - [`child`]: a service binary as a child process (`Spec` → `Proc`) and `free_port`.
+//! - [`drain`]: graceful shutdown as the suites watch it (idle connection, SIGTERM, exit 0).
 //! - [`ready`]: the one readiness wait, with the one wait budget.
 //! - [`raw`]: a minimal HTTP/1.1 client on a raw TCP stream.
 //! - [`checks`]: shared assertions (problem documents, tokens in logs) and `loud`.
@@ -18,6 +19,7 @@ pub mod checks;
 pub mod child;
 pub mod claims;
 pub mod clock;
+pub mod drain;
 pub mod echo;
 pub mod emu;
 pub mod in_process;
