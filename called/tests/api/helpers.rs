@@ -252,6 +252,11 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The body of `GET {path}`, as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("text")
+    }
+
     /// Rows in the store, counted with a separate connection.
     pub async fn row_count(&self) -> i64 {
         match self.backend {
@@ -317,4 +322,50 @@ macro_rules! backend_tests {
             )*
         }
     };
+}
+
+/// The path of one page of `GET /entities` with `limit`, after the cursor `after` if any.
+pub fn page_path(limit: usize, after: Option<&str>) -> String {
+    match after {
+        Some(a) => format!("/entities?limit={limit}&after={a}"),
+        None => format!("/entities?limit={limit}"),
+    }
+}
+
+/// The ids of a page's items, in order, and its `next` cursor.
+pub fn ids_and_next(page: &Value) -> (Vec<String>, Option<String>) {
+    let ids = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .collect();
+    (ids, page["next"].as_str().map(str::to_owned))
+}
+
+/// A store insert: `body` by `caller` (for the end user `user`) under the idempotency key
+/// `key`, created at `created_at`.
+pub fn new_entity_at(
+    created_at: &str,
+    caller: &str,
+    user: Option<&str>,
+    key: &str,
+    body: Value,
+) -> called::store::NewEntity {
+    let body = serde_json::value::RawValue::from_string(body.to_string()).expect("json");
+    called::store::NewEntity {
+        idempotency: Some(called::store::IdempotencyKey {
+            scope: caller.to_owned(),
+            user: user.unwrap_or_default().to_owned(),
+            key: key.to_owned(),
+            body_hash: called::idempotency::body_hash(&body),
+        }),
+        entity: called::store::Entity {
+            id: uuid::Uuid::now_v7(),
+            created_at: created_at.into(),
+            caller: Some(caller.to_owned()),
+            on_behalf_of: user.map(str::to_owned),
+            body,
+        },
+    }
 }

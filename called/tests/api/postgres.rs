@@ -566,12 +566,7 @@ async fn entity_roundtrips_exactly_on_both_backends() {
         let created = created.text().await.expect("text");
         let v: Value = serde_json::from_str(&created).expect("json");
         let id = v["id"].as_str().expect("id");
-        let fetched = app
-            .get(&format!("/entities/{id}"))
-            .await
-            .text()
-            .await
-            .expect("text");
+        let fetched = app.get_text(&format!("/entities/{id}")).await;
         assert_eq!(
             fetched, created,
             "{backend:?}: GET answers what POST answered"

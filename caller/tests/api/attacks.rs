@@ -265,16 +265,7 @@ async fn bad_credentials_get_401_or_403_and_nothing_is_forwarded() {
     // Lower-case scheme works; nothing above reached called.
     let ok = send(&c.caller.base, Some(&format!("bearer {good}"))).await;
     assert_eq!(ok.status(), 201);
-    let sa_token = emu.mint(&c.emu.sa(), &c.called.base, Duration::from_secs(60));
-    let page: Value = reqwest::Client::new()
-        .get(format!("{}/entities", c.called.base))
-        .bearer_auth(sa_token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let page = c.called.get_as_sa(&c.emu, "/entities").await;
     assert_eq!(page["items"].as_array().expect("items").len(), 1);
 }
 

@@ -26,20 +26,8 @@ async fn post_travels_the_chain_and_is_stored_with_the_callers_identity() {
     assert_eq!(entity["body"], json!({"bar": "hello", "extra": [1, 2]}));
     assert_eq!(entity["caller"], c.emu.sa());
     // The row is in called's store: read it back from called with called's own credentials.
-    let sa_token = c
-        .emu
-        .emulator
-        .mint(&c.emu.sa(), &c.called.base, Duration::from_secs(60));
     let id = entity["id"].as_str().expect("id");
-    let stored: Value = reqwest::Client::new()
-        .get(format!("{}/entities/{id}", c.called.base))
-        .bearer_auth(&sa_token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let stored = c.called.get_as_sa(&c.emu, &format!("/entities/{id}")).await;
     assert_eq!(stored, entity);
     // An end user's token is not accepted by called: only the caller's account is.
     let res = reqwest::Client::new()

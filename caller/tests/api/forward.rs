@@ -232,13 +232,7 @@ async fn called_down_is_502_and_stuck_is_504_within_the_deadline() {
         502,
     )
     .await;
-    assert_problem(
-        reqwest::get(format!("{}/health/ready", caller.base))
-            .await
-            .expect("ready"),
-        503,
-    )
-    .await;
+    local::checks::assert_not_ready(&caller.base).await;
 
     let (_e, _fake, caller, token) =
         setup(vec![(201, None)], true, &[("CALL_TIMEOUT_MS", "600")]).await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use emulator::IdentityFault;
 use serde_json::json;
 
-use local::checks::{Problem, assert_problem};
+use local::checks::{Problem, assert_not_ready, assert_problem, until_created};
 use local::emu::Emu;
 use local::in_process::{spawn_called, spawn_caller, spawn_chain};
 
@@ -57,24 +57,16 @@ async fn down_from_the_start_is_503_then_recovers_without_restart() {
     )
     .await;
     assert!(retry_after.is_some(), "503 carries Retry-After");
-    assert_problem(
-        reqwest::get(format!("{}/health/ready", caller.base))
-            .await
-            .expect("ready"),
-        503,
+    assert_not_ready(&caller.base).await;
+    emu.emulator.set_identity_fault(IdentityFault::None);
+    let body = json!({"foo": "x"});
+    until_created(
+        "metadata server back",
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || post(&caller.base, Some(&token), &body),
     )
     .await;
-    emu.emulator.set_identity_fault(IdentityFault::None);
-    let start = Instant::now();
-    loop {
-        let res = post(&caller.base, Some(&token), &json!({"foo": "x"})).await;
-        if res.status() == 201 {
-            break;
-        }
-        assert_eq!(res.status(), 503);
-        assert!(start.elapsed() < Duration::from_secs(15), "did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,19 +77,14 @@ async fn one_bad_answer_is_followed_by_the_next_good_one() {
         let called = spawn_called(&emu, &[]).await;
         let caller = spawn_caller(&emu, &called.base, &[]).await;
         let token = emu.user_token(&caller.base);
-        let start = Instant::now();
-        loop {
-            let res = post(&caller.base, Some(&token), &json!({"foo": "x"})).await;
-            if res.status() == 201 {
-                break;
-            }
-            assert_eq!(res.status(), 503, "{fault:?}");
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "{fault:?}: did not recover"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let body = json!({"foo": "x"});
+        until_created(
+            &format!("{fault:?}"),
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+            || post(&caller.base, Some(&token), &body),
+        )
+        .await;
     }
 }
 
@@ -135,18 +122,7 @@ async fn an_expired_token_is_never_forwarded() {
         )
         .await;
     }
-    let sa_token = emu
-        .emulator
-        .mint(&emu.sa(), &called.base, Duration::from_secs(60));
-    let page: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/entities", called.base))
-        .bearer_auth(sa_token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let page = called.get_as_sa(&emu, "/entities").await;
     assert_eq!(
         page["items"].as_array().expect("items").len(),
         0,

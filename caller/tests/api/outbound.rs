@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::time::Instant;
 
 use local::checks::assert_problem;
 use local::emu::{Emu, USER};
@@ -249,19 +248,8 @@ async fn hundred_anonymous_probes_cost_one_upstream_check() {
     let emu = Emu::start().await;
     let (called, seen) = spawn_recorder().await;
     let caller = spawn_caller(&emu, &called, &[]).await;
-    let client = reqwest::Client::new();
     let url = format!("{}/health/ready", caller.base);
-    let start = Instant::now();
-    let probes: Vec<_> = (0..100)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
-        })
-        .collect();
-    for p in probes {
-        assert_eq!(p.await.expect("join").expect("probe"), 200);
-    }
-    let elapsed = start.elapsed();
+    let elapsed = local::checks::probe_burst(&url, 100).await;
     // Checks are serialized and each result is served for about a second, so a burst lasting
     // `elapsed` costs at most one check per started second — not one per probe.
     let bound = 1 + elapsed.as_secs() as usize;

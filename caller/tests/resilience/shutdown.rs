@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use local::child::{Proc, free_port};
 use local::drain;
 use local::emu::Emu;
@@ -49,18 +47,7 @@ async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exi
 
     // The forwarded write is in called's store.
     let id = entity["id"].as_str().expect("id");
-    let stored: Value = reqwest::Client::new()
-        .get(format!("{}/entities/{id}", called.base))
-        .bearer_auth(
-            emu.emulator
-                .mint(&emu.sa(), &called.base, Duration::from_secs(60)),
-        )
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let stored = called.get_as_sa(&emu, &format!("/entities/{id}")).await;
     assert_eq!(stored, entity);
     term.report("caller", exited_after);
 }
