@@ -259,26 +259,22 @@ impl TestApp {
 
     /// Rows in the store, counted with a separate connection.
     pub async fn row_count(&self) -> i64 {
+        // The same count over either backend's connection type.
+        macro_rules! count_over {
+            ($connection:ty) => {{
+                let mut c = <$connection>::connect(&self.database_url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar("SELECT COUNT(*) FROM entities")
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("count")
+            }};
+        }
         match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.database_url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar("SELECT COUNT(*) FROM entities")
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("count")
-            }
+            Backend::Sqlite => count_over!(sqlx::SqliteConnection),
             // The URL selects this test's schema (search_path).
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.database_url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar("SELECT COUNT(*) FROM entities")
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("count")
-            }
+            Backend::Postgres => count_over!(sqlx::PgConnection),
         }
     }
 
@@ -368,4 +364,26 @@ pub fn new_entity_at(
             body,
         },
     }
+}
+
+/// `POST {base}/` with `body` under the idempotency key `key`, on a task of its own: the status
+/// and the JSON answer.
+pub fn spawn_keyed_post(
+    client: &reqwest::Client,
+    base: &str,
+    key: String,
+    body: Value,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (client, url) = (client.clone(), format!("{base}/"));
+    tokio::spawn(async move {
+        let res = client
+            .post(url)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.expect("json"))
+    })
 }
