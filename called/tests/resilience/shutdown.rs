@@ -10,7 +10,7 @@ use local::drain;
 use local::in_process::sqlite_store;
 use local::raw::Raw;
 
-use crate::helpers::{called_open, rows};
+use crate::helpers::{called_open, rows, start_open};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exits_zero() {
@@ -40,11 +40,11 @@ async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_stuck_request_still_exits_zero_within_the_grace() {
     let grace = Duration::from_millis(1000);
-    let (database_url, _dir) = sqlite_store();
-    let spec = called_open(&database_url)
-        .with("SHUTDOWN_GRACE_MS", "1000")
-        .with("REQUEST_TIMEOUT_MS", "60000");
-    let mut called = Proc::start_anywhere(&spec).await;
+    let (mut called, _dir) = start_open(&[
+        ("SHUTDOWN_GRACE_MS", "1000"),
+        ("REQUEST_TIMEOUT_MS", "60000"),
+    ])
+    .await;
     let mut stuck = Raw::start_post(&called.addr, 100, &[]).await;
     stuck.send(b"{\"bar\":").await.expect("a few bytes");
 
