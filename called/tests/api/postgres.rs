@@ -232,10 +232,7 @@ async fn terminated_backends_mid_load_give_503_then_recover() {
     require_pg!("terminated_backends_mid_load_give_503_then_recover");
     let app = spawn_with(Backend::Postgres, |s| s.with("DATABASE_TIMEOUT_MS", "1000")).await;
     let app_name = app.pg_schema().expect("schema").to_owned();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(8))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(8));
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
     let mut writers = Vec::new();

@@ -37,10 +37,7 @@ async fn called_never_logs_a_token_even_at_trace_level() {
     let bad = emu.refused_tokens(&sa, &audience, &good);
     let tokens = bad.all_with(&good);
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(10));
     let base = &called.base;
     let post = |token: &str, header: &'static str| {
         client

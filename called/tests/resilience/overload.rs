@@ -25,10 +25,7 @@ async fn excess_requests_get_503_at_once_memory_stays_bounded_and_service_recove
         ("REQUEST_TIMEOUT_MS", "60000"),
     ])
     .await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(10));
     let url = format!("{}/", called.base);
     let body = json!({"bar": "x".repeat(512)});
 

@@ -45,10 +45,7 @@ async fn unfinished_headers_are_cut_off_at_the_header_read_timeout_while_others_
     }
 
     // Meanwhile, normal clients are served promptly.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(5));
     let mut slowest_normal = Duration::ZERO;
     for i in 0..10 {
         let t = Instant::now();
@@ -103,10 +100,7 @@ async fn a_stalled_body_gets_503_at_the_request_timeout_and_frees_its_permit() {
         ("MAX_CONCURRENT_REQUESTS", "2"),
     ])
     .await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(5));
     let post = || {
         client
             .post(format!("{}/", called.base))

@@ -29,10 +29,7 @@ async fn caller_never_logs_a_token_even_at_trace_level() {
     // What caller forwards is minted by the emulator for called; any JWT is caught by `eyJ`.
     let tokens = bad.all_with(&good);
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(15));
     let base = &caller.base;
     let post = |token: &str, key: &str| {
         client
