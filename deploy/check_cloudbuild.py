@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import verdict  # noqa: E402
 from tfparse import literal, load_dir, text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,10 +91,7 @@ def main(argv: list[str]) -> int:
     if text(repo.get("repository_id")) != "var.name_prefix" or literal(repo.get("format")) != "DOCKER":
         errs.append("the Artifact Registry repository must be a DOCKER repository named var.name_prefix")
 
-    for e in errs:
-        print(f"cloudbuild: {e}")
-    print(f"cloudbuild: {'OK' if not errs else f'{len(errs)} problem(s)'}")
-    return 1 if errs else 0
+    return verdict("cloudbuild", errs)
 
 
 if __name__ == "__main__":

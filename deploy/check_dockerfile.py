@@ -19,6 +19,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import verdict  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -146,10 +149,7 @@ def main(argv: list[str]) -> int:
     dockerfile = Path(argv[1]) if len(argv) > 1 else ROOT / "Dockerfile"
     dockerignore = Path(argv[2]) if len(argv) > 2 else ROOT / ".dockerignore"
     errs = check(dockerfile, dockerignore)
-    for e in errs:
-        print(f"dockerfile: {e}")
-    print(f"dockerfile: {dockerfile.name} {'OK' if not errs else f'{len(errs)} problem(s)'}")
-    return 1 if errs else 0
+    return verdict("dockerfile", errs, dockerfile.name)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import verdict  # noqa: E402
 from tfparse import load_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,10 +79,7 @@ def main(argv: list[str]) -> int:
     if re.search(r"Editor plus", section):
         errs.append(f"{readme.name} Deploy section still offers \"Editor plus ...\": Editor cannot set IAM policies "
                     "on Cloud Run services, repositories, secrets or buckets")
-    for e in errs:
-        print(f"docs: {e}")
-    print(f"docs: {readme.name} {'OK: ' + str(len(roles)) + ' roles documented' if not errs else f'{len(errs)} problem(s)'}")
-    return 1 if errs else 0
+    return verdict("docs", errs, readme.name, f"OK: {len(roles)} roles documented")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,17 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tfparse import Block, Config, blocks, literal, load_dir, resolve_locals, text, walk_strings  # noqa: E402
+from tfparse import (  # noqa: E402
+    Block,
+    Config,
+    blocks,
+    literal,
+    load_dir,
+    never_closes_unopened,
+    resolve_locals,
+    text,
+    walk_strings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ("allUsers", "allAuthenticatedUsers")
@@ -94,13 +104,7 @@ def norm_parens(s: str) -> str:
 
 
 def balanced(s: str) -> bool:
-    d = 0
-    for c in s:
-        d += c == "("
-        d -= c == ")"
-        if d < 0:
-            return False
-    return d == 0
+    return never_closes_unopened(s, "(", ")") and s.count("(") == s.count(")")
 
 
 def attr(body: dict, *path: str):

@@ -124,14 +124,19 @@ def expr(v: Any) -> str | None:
     if isinstance(v, str) and v.startswith("${") and v.endswith("}"):
         inner = v[2:-1]
         # "${a}-${b}" is not one interpolation: require balanced braces across the inner text
-        depth = 0
-        for c in inner:
-            depth += c == "{"
-            depth -= c == "}"
-            if depth < 0:
-                return None
-        return inner.strip()
+        return inner.strip() if never_closes_unopened(inner, "{", "}") else None
     return None
+
+
+def never_closes_unopened(s: str, opening: str, closing: str) -> bool:
+    """Whether no prefix of s holds more `closing` than `opening` characters."""
+    depth = 0
+    for c in s:
+        depth += c == opening
+        depth -= c == closing
+        if depth < 0:
+            return False
+    return True
 
 
 def literal(v: Any) -> Any:

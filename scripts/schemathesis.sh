@@ -21,7 +21,8 @@ SEED="${SCHEMATHESIS_SEED:-1}"
 CHECKS="${SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}"
 USER_EMAIL=developer@example.com
 
-say() { printf '==> %s\n' "$*"; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # 1. schemathesis, pinned.
 installed="$(python3 -m pip show schemathesis 2>/dev/null | sed -n 's/^Version: //p' || true)"
@@ -34,68 +35,13 @@ ST=(python3 -m schemathesis.cli)
 
 # 2. The debug binaries, from the workspace's target directory.
 say "building called, caller and metadata-emulator (debug)"
-cargo build --locked --quiet --bin called --bin caller --bin metadata-emulator
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps --locked |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-BIN="$TARGET_DIR/debug"
+build_debug called caller metadata-emulator
 
 # 3. Start everything on free loopback ports; stop it all on any exit.
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  local status=$?
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ "$status" -ne 0 ]; then
-    for log in "$WORK"/*.log; do
-      [ -s "$log" ] && { echo "--- $log (last 20 lines)"; tail -n 20 "$log"; }
-    done
-  fi
-  rm -rf "$WORK"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_for URL NAME PID: polls until URL answers 200 (at most 20 s) or the process exits.
-wait_for() {
-  for _ in $(seq 1 200); do
-    if curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; then return 0; fi
-    if ! kill -0 "$3" 2>/dev/null; then echo "$2 exited before it was ready" >&2; return 1; fi
-    sleep 0.1
-  done
-  echo "$2 did not answer $1 within 20 s" >&2
-  return 1
-}
-
-EMU_PORT="$(free_port)"
-CALLED_PORT="$(free_port)"
+start_work 20
+start_emulator_and_called called.db
 CALLER_PORT="$(free_port)"
-EMU="http://127.0.0.1:$EMU_PORT"
-CALLED="http://127.0.0.1:$CALLED_PORT"
 CALLER="http://127.0.0.1:$CALLER_PORT"
-
-env -i PATH="$PATH" PORT="$EMU_PORT" RUST_LOG=warn \
-  "$BIN/metadata-emulator" >"$WORK/emulator.log" 2>&1 &
-PIDS+=($!)
-wait_for "$EMU/" metadata-emulator "${PIDS[-1]}"
-SA="$(curl -fsS -H 'Metadata-Flavor: Google' \
-  "$EMU/computeMetadata/v1/instance/service-accounts/default/email")"
-
-env -i PATH="$PATH" PORT="$CALLED_PORT" RUST_LOG=warn \
-  AUTH_MODE=verify AUTH_AUDIENCES="$CALLED" AUTH_ALLOWED_PRINCIPALS="$SA" \
-  AUTH_JWKS_URL="$EMU/oauth2/v3/certs" DATABASE_URL="sqlite://$WORK/called.db" \
-  "$BIN/called" >"$WORK/called.log" 2>&1 &
-PIDS+=($!)
-wait_for "$CALLED/health/ready" called "${PIDS[-1]}"
 
 env -i PATH="$PATH" PORT="$CALLER_PORT" RUST_LOG=warn \
   AUTH_MODE=verify AUTH_AUDIENCES="$CALLER" AUTH_ALLOWED_PRINCIPALS="$USER_EMAIL" \

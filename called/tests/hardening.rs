@@ -36,28 +36,36 @@ fn called(env: &[(&str, &str)]) -> std::process::Output {
     child.wait_with_output().expect("output")
 }
 
-#[test]
-fn platform_mode_without_cloud_run_refuses_to_start() {
-    let out = called(&[("AUTH_MODE", "platform")]);
+/// Runs `called` with `env`: it must exit 2 before binding, naming each of `names` on stderr.
+fn refuses_to_start(env: &[(&str, &str)], names: &[&str]) {
+    let out = called(env);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("AUTH_MODE"), "{stderr}");
-    assert!(stderr.contains("AUTH_PLATFORM_TRUSTED"), "{stderr}");
+    for name in names {
+        assert!(stderr.contains(name), "{stderr}");
+    }
+}
+
+#[test]
+fn platform_mode_without_cloud_run_refuses_to_start() {
+    refuses_to_start(
+        &[("AUTH_MODE", "platform")],
+        &["AUTH_MODE", "AUTH_PLATFORM_TRUSTED"],
+    );
 }
 
 #[test]
 fn cleartext_key_set_url_to_a_remote_host_refuses_to_start() {
-    let out = called(&[("AUTH_JWKS_URL", "http://keys.example.com/certs")]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("AUTH_JWKS_URL"), "{stderr}");
-    assert!(stderr.contains("ALLOW_INSECURE_HTTP"), "{stderr}");
+    refuses_to_start(
+        &[("AUTH_JWKS_URL", "http://keys.example.com/certs")],
+        &["AUTH_JWKS_URL", "ALLOW_INSECURE_HTTP"],
+    );
 }
 
 #[test]
 fn forwarders_without_forwarded_audiences_refuse_to_start() {
-    let out = called(&[("AUTH_FORWARDERS", "caller@p.iam.gserviceaccount.com")]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("AUTH_FORWARDED_AUDIENCES"), "{stderr}");
+    refuses_to_start(
+        &[("AUTH_FORWARDERS", "caller@p.iam.gserviceaccount.com")],
+        &["AUTH_FORWARDED_AUDIENCES"],
+    );
 }

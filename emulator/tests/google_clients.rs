@@ -11,19 +11,15 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use emulator::{Emulator, EmulatorConfig, JWKS_PATH, PEM_CERTS_PATH};
+use local::emu::Emu;
 use serde_json::{Value, json};
 
 const AUD: &str = "https://called.example";
 const SA: &str = "caller@invoker-local.iam.gserviceaccount.com";
 
 async fn start() -> (Emulator, SocketAddr) {
-    let emu = Emulator::new(EmulatorConfig::default());
-    let (addr, _task) = emu
-        .clone()
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind");
-    (emu, addr)
+    let Emu { emulator, addr } = Emu::start().await;
+    (emulator, addr)
 }
 
 fn http() -> reqwest::Client {
@@ -305,14 +301,11 @@ async fn dns_rebinding_host_cannot_mint() {
 /// The binary's bind address (when not loopback) is accepted as `Host`, no other name is.
 #[tokio::test]
 async fn the_bind_address_is_a_control_host() {
-    let emu = Emulator::new(EmulatorConfig {
+    let Emu { addr, .. } = Emu::start_with(EmulatorConfig {
         bind: Some("192.0.2.10".parse().expect("ip")),
         ..EmulatorConfig::default()
-    });
-    let (addr, _task) = emu
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind");
+    })
+    .await;
     for (host, status) in [("192.0.2.10:8085", 200), ("192.0.2.11:8085", 403)] {
         let res = http()
             .post(format!("http://{addr}/emulator/rotate"))

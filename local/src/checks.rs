@@ -1,5 +1,9 @@
-//! Assertions the suites share — problem documents, no token in any log line — and
+//! Assertions the suites share — problem documents, no token in any log line, readiness, recovery
+//! after an outage — and
 //! [`loud`], for measurements worth seeing in a passing run.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -131,4 +135,50 @@ pub fn assert_no_tokens(service: &str, lines: &[String], tokens: &[&str]) {
         "{service} at RUST_LOG=trace: {} log lines ({debug_lines} DEBUG), no token in any",
         lines.len()
     ));
+}
+
+/// Asserts `GET {base}/health/ready` is a 503 problem document.
+pub async fn assert_not_ready(base: &str) -> Problem {
+    assert_problem(
+        reqwest::get(format!("{base}/health/ready"))
+            .await
+            .expect("ready"),
+        503,
+    )
+    .await
+}
+
+/// Repeats `attempt` until it answers 201, pausing `pause` in between; every other answer must
+/// be a 503, and the 201 must come within `within`. `what` names the case in a failure.
+pub async fn until_created<F, Fut>(what: &str, within: Duration, pause: Duration, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = reqwest::Response>,
+{
+    let start = Instant::now();
+    loop {
+        let res = attempt().await;
+        if res.status() == 201 {
+            break;
+        }
+        assert_eq!(res.status(), 503, "{what}");
+        assert!(start.elapsed() < within, "{what}: did not recover");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// `n` concurrent `GET url`, each of which must answer 200: how long the burst took.
+pub async fn probe_burst(url: &str, n: usize) -> Duration {
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let probes: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    for p in probes {
+        assert_eq!(p.await.expect("join").expect("probe"), 200);
+    }
+    start.elapsed()
 }

@@ -332,6 +332,15 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then the exit with status 0 (within 15 s), then every captured line
+    /// ([`Proc::into_logs`]).
+    pub async fn stop_cleanly(mut self) -> Vec<String> {
+        self.sigterm().await;
+        let (exit, _) = self.wait_exit(Duration::from_secs(15)).await;
+        assert_eq!(exit.code(), Some(0));
+        self.into_logs().await
+    }
+
     /// Every captured stdout and stderr line, after the process has exited and both streams
     /// reached their end.
     pub async fn into_logs(mut self) -> Vec<String> {

@@ -4,9 +4,48 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use emulator::{Emulator, EmulatorConfig};
+use serde_json::json;
+
+use crate::claims::now;
 
 /// The end user allowed to call the caller.
 pub const USER: &str = "developer@example.com";
+
+/// Tokens a service must refuse, next to a good one: each for the good token's audience and
+/// principal but for the one thing named.
+pub struct Refused {
+    /// Expired over an hour ago.
+    pub expired: String,
+    /// For another audience.
+    pub wrong_audience: String,
+    /// The good token with its last character changed (the signature no longer matches).
+    pub tampered: String,
+    /// Of a principal not on the allow-list.
+    pub intruder: String,
+}
+
+impl Refused {
+    /// Each token with the status it gets: 401, 401, 401, and 403 for the intruder.
+    pub fn with_statuses(&self) -> [(&String, u16); 4] {
+        [
+            (&self.expired, 401),
+            (&self.wrong_audience, 401),
+            (&self.tampered, 401),
+            (&self.intruder, 403),
+        ]
+    }
+
+    /// `good` and every refused token: what must never reach a log line.
+    pub fn all_with<'a>(&'a self, good: &'a str) -> [&'a str; 5] {
+        [
+            good,
+            &self.expired,
+            &self.wrong_audience,
+            &self.intruder,
+            &self.tampered,
+        ]
+    }
+}
 
 /// The emulator on 127.0.0.1:0, in this process.
 pub struct Emu {
@@ -53,5 +92,28 @@ impl Emu {
     /// A token of [`USER`] for `audience`, valid ten minutes.
     pub fn user_token(&self, audience: &str) -> String {
         self.emulator.mint(USER, audience, Duration::from_secs(600))
+    }
+
+    /// The [`Refused`] tokens next to `good`, a token of `email` for `audience`.
+    pub fn refused_tokens(&self, email: &str, audience: &str, good: &str) -> Refused {
+        let mut tampered = good.to_owned();
+        let last = tampered.pop().expect("non-empty");
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        Refused {
+            expired: self.emulator.mint_with(json!({
+                "iss": "https://accounts.google.com", "aud": audience, "sub": "1", "email": email,
+                "email_verified": true, "iat": now() - 7600, "exp": now() - 4000})),
+            wrong_audience: self.emulator.mint(
+                email,
+                "https://elsewhere.example",
+                Duration::from_secs(600),
+            ),
+            tampered,
+            intruder: self.emulator.mint(
+                "intruder@example.com",
+                audience,
+                Duration::from_secs(600),
+            ),
+        }
     }
 }

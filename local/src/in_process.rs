@@ -91,6 +91,22 @@ impl Service {
         self
     }
 
+    /// `GET {path}` on this (called) service as the emulator's service account: the JSON body.
+    pub async fn get_as_sa(&self, emu: &Emu, path: &str) -> serde_json::Value {
+        let token = emu
+            .emulator
+            .mint(&emu.sa(), &self.base, std::time::Duration::from_secs(60));
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// Stops the service the way SIGTERM would and waits for it: its run's outcome.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.stop.take() {

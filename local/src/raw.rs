@@ -93,6 +93,22 @@ impl Raw {
         raw
     }
 
+    /// Sends the head of `POST /` with `Content-Length: len` (no `Expect`) and the first bytes
+    /// of the body, `{"bar":`; the rest never comes unless the test sends it.
+    pub async fn stalled_post(addr: &str, len: usize) -> Self {
+        let mut raw = Self::connect(addr).await.expect("connect");
+        raw.send(
+            format!(
+                "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {len}\r\n\r\n{{\"bar\":"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("head and a few bytes");
+        raw
+    }
+
     /// Reads one response head; `Ok` with the status and headers.
     async fn read_head(&mut self, limit: Duration) -> io::Result<(u16, Vec<(String, String)>)> {
         let deadline = Instant::now() + limit;

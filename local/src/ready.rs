@@ -1,5 +1,6 @@
 //! The one readiness wait: poll a URL until it answers the expected status, within
-//! [`READY_WITHIN`]. Used for services in this process and for child processes alike.
+//! [`READY_WITHIN`]. Used for services in this process and for child processes alike. And
+//! the client with a timeout that tests use so that no request hangs.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,14 @@ pub const READY_WITHIN: Duration = Duration::from_secs(15);
 
 /// Pause between two attempts (fine enough to measure start-to-ready).
 pub const POLL_EVERY: Duration = Duration::from_millis(5);
+
+/// An HTTP client whose every request gives up after `timeout` (a test never hangs on one).
+pub fn client_with_timeout(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("client")
+}
 
 /// Polls `url` until it answers `status`; `Ok` with how long that took. Between attempts,
 /// `gone` may report that the server will never answer (a child that exited): `Err` with its

@@ -68,31 +68,37 @@ fn has_nul(v: &Value) -> bool {
     }
 }
 
+/// The checks both JSON extractors share, in order: a JSON `content-type` (else 415), then the
+/// whole body within the limit (else 413) and readable (else 400).
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json_content_type(ct) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(None)
+        } else {
+            Problem::bad_request(format!(
+                "could not read request body: {}",
+                rejection.body_text()
+            ))
+        }
+    })
+}
+
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !is_json_content_type(ct) {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Content-Type must be application/json",
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(None)
-            } else {
-                Problem::bad_request(format!(
-                    "could not read request body: {}",
-                    rejection.body_text()
-                ))
-            }
-        })?;
+        let bytes = json_bytes(req, state).await?;
         parse_object(&bytes).map(JsonObject)
     }
 }
@@ -262,27 +268,7 @@ impl<S: Send + Sync> FromRequest<S> for ExactJsonObject {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !is_json_content_type(ct) {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Content-Type must be application/json",
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(None)
-            } else {
-                Problem::bad_request(format!(
-                    "could not read request body: {}",
-                    rejection.body_text()
-                ))
-            }
-        })?;
+        let bytes = json_bytes(req, state).await?;
         parse_exact_object(&bytes)
     }
 }

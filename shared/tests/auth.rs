@@ -3,13 +3,15 @@
 //! between requests, never while one is in flight.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
+use local::claims::{now, strip, with, without};
+use local::clock::{eventually, jump};
 use local::emu::Emu;
 use shared::auth::verifier::STRIPPED_SIGNATURE;
 use shared::auth::{AuthConfig, AuthError, Claims, Signature, Verifier};
@@ -31,13 +33,7 @@ async fn env_with(cfg: EmulatorConfig) -> Env {
         emulator: emu,
         addr,
     } = Emu::start_with(cfg).await;
-    let auth = AuthConfig::from_source(&MapSource::from_pairs([
-        ("AUTH_AUDIENCES", AUD),
-        ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
-        ("AUTH_JWKS_URL", &local::wiring::jwks_url(addr)),
-    ]))
-    .expect("auth config");
-    let verifier = Verifier::new(&auth, reqwest::Client::new());
+    let verifier = verifier_at(&local::wiring::jwks_url(addr), &[]);
     Env {
         emu,
         addr,
@@ -45,15 +41,59 @@ async fn env_with(cfg: EmulatorConfig) -> Env {
     }
 }
 
+impl Env {
+    /// The claims of `token`, verified with its signature required; panics naming `what`.
+    async fn accepts(&self, token: &str, what: &str) -> std::sync::Arc<Claims> {
+        self.verifier
+            .verify(token, Signature::Required)
+            .await
+            .expect(what)
+    }
+
+    /// Why `token` is refused with its signature required.
+    async fn refuses(&self, token: &str) -> String {
+        reason(self.verifier.verify(token, Signature::Required).await)
+    }
+
+    /// Why `token` is refused in platform mode (signature stripped by Cloud Run).
+    async fn refuses_stripped(&self, token: &str) -> String {
+        reason(
+            self.verifier
+                .verify(token, Signature::StrippedByCloudRun)
+                .await,
+        )
+    }
+}
+
+/// A verifier for [`AUD`], any principal, the key set at `jwks`, plus the settings `extra`.
+fn verifier_at(jwks: &str, extra: &[(&str, &str)]) -> Verifier {
+    let mut src = MapSource::from_pairs([
+        ("AUTH_AUDIENCES", AUD),
+        ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
+        ("AUTH_JWKS_URL", jwks),
+    ]);
+    for (k, v) in extra {
+        src = src.with(k, *v);
+    }
+    let auth = AuthConfig::from_source(&src).expect("auth config");
+    Verifier::new(&auth, reqwest::Client::new())
+}
+
 async fn env() -> Env {
     env_with(EmulatorConfig::default()).await
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
+/// An emulator publishing its key set with `max-age` `max_age`, and a token the verifier has
+/// accepted once (so the set is cached).
+async fn warm_with_max_age(max_age: Duration) -> (Env, String) {
+    let e = env_with(EmulatorConfig {
+        jwks_max_age: max_age,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let token = e.emu.mint(SA, AUD, HOUR);
+    e.accepts(&token, "valid").await;
+    (e, token)
 }
 
 /// Valid claims for [`AUD`]; tests change one thing at a time.
@@ -63,34 +103,6 @@ fn claims() -> Value {
         "iss": ISS, "aud": AUD, "sub": "1234567890", "azp": "1234567890",
         "iat": now, "exp": now + 600, "email": SA, "email_verified": true,
     })
-}
-
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
-}
-
-fn without(mut claims: Value, key: &str) -> Value {
-    claims.as_object_mut().expect("object").remove(key);
-    claims
-}
-
-/// Moves Tokio's clock forward (no request may be in flight).
-async fn jump(d: Duration) {
-    tokio::time::pause();
-    tokio::time::advance(d).await;
-    tokio::time::resume();
-}
-
-/// Waits (real time, bounded) until `cond` holds.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..300 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn reason(r: Result<std::sync::Arc<Claims>, AuthError>) -> String {
@@ -108,11 +120,7 @@ fn parts(token: &str) -> Vec<&str> {
 async fn a_valid_token_is_accepted() {
     let e = env().await;
     let token = e.emu.mint(SA, AUD, HOUR);
-    let c = e
-        .verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("valid");
+    let c = e.accepts(&token, "valid").await;
     assert_eq!(c.email.as_deref(), Some(SA));
     assert_eq!(c.email_verified, Some(true));
     assert_eq!(c.aud, AUD);
@@ -120,10 +128,7 @@ async fn a_valid_token_is_accepted() {
     assert!(c.sub.len() > 10 && c.sub.bytes().all(|b| b.is_ascii_digit()));
     assert_eq!(c.exp - c.iat, 3600);
     // The same token again: served from the cache, no new fetch.
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("valid again");
+    e.accepts(&token, "valid again").await;
     assert_eq!(e.emu.jwks_requests(), 1);
     assert_eq!(e.verifier.keys().fetch_count(), 1);
     assert!(e.verifier.ready().await);
@@ -135,38 +140,17 @@ async fn email_verified_may_be_a_string() {
     let t = e
         .emu
         .mint_with(with(claims(), "email_verified", json!("true")));
-    assert_eq!(
-        e.verifier
-            .verify(&t, Signature::Required)
-            .await
-            .expect("ok")
-            .email_verified,
-        Some(true)
-    );
+    assert_eq!(e.accepts(&t, "ok").await.email_verified, Some(true));
     let t = e
         .emu
         .mint_with(with(claims(), "email_verified", json!("false")));
-    assert_eq!(
-        e.verifier
-            .verify(&t, Signature::Required)
-            .await
-            .expect("ok")
-            .email_verified,
-        Some(false)
-    );
+    assert_eq!(e.accepts(&t, "ok").await.email_verified, Some(false));
     let t = e.emu.mint_with(without(claims(), "email_verified"));
-    assert_eq!(
-        e.verifier
-            .verify(&t, Signature::Required)
-            .await
-            .expect("ok")
-            .email_verified,
-        None
-    );
+    assert_eq!(e.accepts(&t, "ok").await.email_verified, None);
     let t = e
         .emu
         .mint_with(with(claims(), "email_verified", json!("maybe")));
-    reason(e.verifier.verify(&t, Signature::Required).await);
+    e.refuses(&t).await;
 }
 
 #[tokio::test]
@@ -218,26 +202,17 @@ async fn claims_are_checked() {
     ];
     for (what, claims, expected) in cases {
         let token = e.emu.mint_with(claims);
-        let r = reason(e.verifier.verify(&token, Signature::Required).await);
+        let r = e.refuses(&token).await;
         assert!(r.contains(expected), "{what}: {r}");
         assert!(!r.contains(&token), "{what}: reason contains the token");
     }
     // Inside the 60 s skew: accepted.
     let t = e.emu.mint_with(with(claims(), "iat", json!(n + 30)));
-    e.verifier
-        .verify(&t, Signature::Required)
-        .await
-        .expect("iat within skew");
+    e.accepts(&t, "iat within skew").await;
     let t = e.emu.mint_with(with(claims(), "exp", json!(n - 30)));
-    e.verifier
-        .verify(&t, Signature::Required)
-        .await
-        .expect("exp within skew");
+    e.accepts(&t, "exp within skew").await;
     let t = e.emu.mint_with(with(claims(), "nbf", json!(n + 30)));
-    e.verifier
-        .verify(&t, Signature::Required)
-        .await
-        .expect("nbf within skew");
+    e.accepts(&t, "nbf within skew").await;
 }
 
 #[tokio::test]
@@ -263,8 +238,8 @@ async fn malformed_tokens_are_rejected() {
         &format!("{}.!!.{}", p[0], p[2]),
         long.as_str(),
     ] {
-        reason(e.verifier.verify(bad, Signature::Required).await);
-        reason(e.verifier.verify(bad, Signature::StrippedByCloudRun).await);
+        e.refuses(bad).await;
+        e.refuses_stripped(bad).await;
     }
 }
 
@@ -277,30 +252,24 @@ async fn alg_none_and_foreign_algorithms_are_rejected() {
         let header = B64.encode(json!({"alg": alg, "kid": kid, "typ": "JWT"}).to_string());
         for sig in ["", "e30", STRIPPED_SIGNATURE] {
             let token = format!("{header}.{payload}.{sig}");
-            reason(e.verifier.verify(&token, Signature::Required).await);
-            reason(
-                e.verifier
-                    .verify(&token, Signature::StrippedByCloudRun)
-                    .await,
-            );
+            e.refuses(&token).await;
+            e.refuses_stripped(&token).await;
         }
     }
     // RSA-signed but claiming another algorithm in the header.
     let t = e
         .emu
         .sign_with_header(json!({"alg": "RS384", "kid": kid, "typ": "JWT"}), claims());
-    reason(e.verifier.verify(&t, Signature::Required).await);
+    e.refuses(&t).await;
     // ES256 is allowed only for EC keys; this kid is an RSA key.
     let header = B64.encode(json!({"alg": "ES256", "kid": kid, "typ": "JWT"}).to_string());
     let token = format!("{header}.{payload}.e30");
-    assert!(
-        reason(e.verifier.verify(&token, Signature::Required).await).contains("does not match")
-    );
+    assert!(e.refuses(&token).await.contains("does not match"));
     // No kid.
     let t = e
         .emu
         .sign_with_header(json!({"alg": "RS256", "typ": "JWT"}), claims());
-    assert!(reason(e.verifier.verify(&t, Signature::Required).await).contains("kid"));
+    assert!(e.refuses(&t).await.contains("kid"));
 }
 
 #[tokio::test]
@@ -318,7 +287,7 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
         let tag = aws_lc_rs::hmac::sign(&key, message.as_bytes());
         let token = format!("{message}.{}", B64.encode(tag.as_ref()));
-        let r = reason(e.verifier.verify(&token, Signature::Required).await);
+        let r = e.refuses(&token).await;
         assert!(r.contains("algorithm"), "{r}");
     }
 }
@@ -328,53 +297,37 @@ async fn forged_and_tampered_tokens_are_rejected() {
     let e = env().await;
     let stranger = Emulator::new(EmulatorConfig::default());
     // Warm the cache.
-    e.verifier
-        .verify(&e.emu.mint(SA, AUD, HOUR), Signature::Required)
-        .await
-        .expect("valid");
+    e.accepts(&e.emu.mint(SA, AUD, HOUR), "valid").await;
     // Known kid, signature from another key.
     let header = json!({"alg": "RS256", "kid": e.emu.current_kid(), "typ": "JWT"});
     let forged = stranger.sign_with_header(header, claims());
-    assert!(reason(e.verifier.verify(&forged, Signature::Required).await).contains("signature"));
-    assert!(
-        reason(
-            e.verifier
-                .verify(&forged, Signature::StrippedByCloudRun)
-                .await
-        )
-        .contains("signature")
-    );
+    assert!(e.refuses(&forged).await.contains("signature"));
+    assert!(e.refuses_stripped(&forged).await.contains("signature"));
     // Tampered payload: another principal under the original signature.
     let good = e.emu.mint(SA, AUD, HOUR);
     let p = parts(&good);
     let evil = B64.encode(with(claims(), "email", json!("admin@example.com")).to_string());
     let tampered = format!("{}.{evil}.{}", p[0], p[2]);
-    assert!(reason(e.verifier.verify(&tampered, Signature::Required).await).contains("signature"));
+    assert!(e.refuses(&tampered).await.contains("signature"));
     // Signature bytes flipped.
     let mut sig = B64.decode(p[2]).expect("sig");
     sig[10] ^= 1;
     let flipped = format!("{}.{}.{}", p[0], p[1], B64.encode(sig));
-    assert!(reason(e.verifier.verify(&flipped, Signature::Required).await).contains("signature"));
+    assert!(e.refuses(&flipped).await.contains("signature"));
 }
 
 #[tokio::test]
 async fn unknown_kid_refetches_once_per_cooldown() {
     let e = env().await;
     let stranger = Emulator::new(EmulatorConfig::default());
-    e.verifier
-        .verify(&e.emu.mint(SA, AUD, HOUR), Signature::Required)
-        .await
-        .expect("valid");
+    e.accepts(&e.emu.mint(SA, AUD, HOUR), "valid").await;
     assert_eq!(e.emu.jwks_requests(), 1);
     let unknown = stranger.mint(SA, AUD, HOUR);
-    assert_eq!(
-        reason(e.verifier.verify(&unknown, Signature::Required).await),
-        "unknown signing key"
-    );
+    assert_eq!(e.refuses(&unknown).await, "unknown signing key");
     assert_eq!(e.emu.jwks_requests(), 2, "one refetch for the unknown kid");
     // A flood within the cooldown, sequential and concurrent: no more fetches.
     for _ in 0..50 {
-        reason(e.verifier.verify(&unknown, Signature::Required).await);
+        e.refuses(&unknown).await;
     }
     let flood = (0..50).map(|_| e.verifier.verify(&unknown, Signature::Required));
     for r in futures_util::future::join_all(flood).await {
@@ -382,14 +335,11 @@ async fn unknown_kid_refetches_once_per_cooldown() {
     }
     assert_eq!(e.emu.jwks_requests(), 2, "cooldown holds");
     // Known keys still work meanwhile.
-    e.verifier
-        .verify(&e.emu.mint(SA, AUD, HOUR), Signature::Required)
-        .await
-        .expect("valid");
+    e.accepts(&e.emu.mint(SA, AUD, HOUR), "valid").await;
     // After the cooldown, one more refetch.
     jump(Duration::from_secs(31)).await;
-    reason(e.verifier.verify(&unknown, Signature::Required).await);
-    reason(e.verifier.verify(&unknown, Signature::Required).await);
+    e.refuses(&unknown).await;
+    e.refuses(&unknown).await;
     assert_eq!(e.emu.jwks_requests(), 3);
 }
 
@@ -407,12 +357,8 @@ async fn concurrent_cold_requests_share_one_fetch() {
 #[tokio::test]
 async fn stripped_signatures_only_in_platform_mode() {
     let e = env().await;
-    let stripped = |token: &str| {
-        let p = parts(token);
-        format!("{}.{}.{STRIPPED_SIGNATURE}", p[0], p[1])
-    };
-    let good = stripped(&e.emu.mint(SA, AUD, HOUR));
-    assert!(reason(e.verifier.verify(&good, Signature::Required).await).contains("removed"));
+    let good = strip(&e.emu.mint(SA, AUD, HOUR));
+    assert!(e.refuses(&good).await.contains("removed"));
     let c = e
         .verifier
         .verify(&good, Signature::StrippedByCloudRun)
@@ -437,12 +383,8 @@ async fn stripped_signatures_only_in_platform_mode() {
         ("exp type", with(claims(), "exp", json!("soon"))),
         ("iat missing", without(claims(), "iat")),
     ] {
-        let token = stripped(&e.emu.mint_with(bad));
-        let r = reason(
-            e.verifier
-                .verify(&token, Signature::StrippedByCloudRun)
-                .await,
-        );
+        let token = strip(&e.emu.mint_with(bad));
+        let r = e.refuses_stripped(&token).await;
         assert!(!r.is_empty(), "{what}");
     }
     // Stripped tokens never touch the key set.
@@ -457,40 +399,24 @@ async fn stripped_signatures_only_in_platform_mode() {
         json!({"alg": "RS256", "kid": e.emu.current_kid(), "typ": "JWT"}),
         claims(),
     );
-    assert!(
-        reason(
-            e.verifier
-                .verify(&forged, Signature::StrippedByCloudRun)
-                .await
-        )
-        .contains("signature")
-    );
+    assert!(e.refuses_stripped(&forged).await.contains("signature"));
     // Lower-case or padded variants are not the marker.
     let p = parts(&real);
     let odd = format!("{}.{}.signature_removed_by_google", p[0], p[1]);
-    reason(e.verifier.verify(&odd, Signature::StrippedByCloudRun).await);
+    e.refuses_stripped(&odd).await;
 }
 
 #[tokio::test]
 async fn key_rotation_is_picked_up_without_restart() {
     let e = env().await;
     let before = e.emu.mint(SA, AUD, HOUR);
-    e.verifier
-        .verify(&before, Signature::Required)
-        .await
-        .expect("old key");
+    e.accepts(&before, "old key").await;
     let old_kid = e.emu.current_kid();
     let new_kid = e.emu.rotate();
     assert_ne!(old_kid, new_kid);
     let after = e.emu.mint(SA, AUD, HOUR);
-    e.verifier
-        .verify(&after, Signature::Required)
-        .await
-        .expect("new key");
-    e.verifier
-        .verify(&before, Signature::Required)
-        .await
-        .expect("old key still published");
+    e.accepts(&after, "new key").await;
+    e.accepts(&before, "old key still published").await;
     assert_eq!(e.emu.jwks_requests(), 2);
 }
 
@@ -523,39 +449,21 @@ async fn key_set_down_at_start_then_recovers() {
     ));
     assert_eq!(e.emu.jwks_requests(), fetches);
     jump(Duration::from_secs(6)).await;
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("recovered");
+    e.accepts(&token, "recovered").await;
     assert!(e.verifier.ready().await);
     assert_eq!(e.emu.jwks_requests(), fetches + 1);
 }
 
 #[tokio::test]
 async fn cached_keys_serve_while_the_key_set_is_down() {
-    let e = env_with(EmulatorConfig {
-        jwks_max_age: Duration::from_secs(60),
-        ..EmulatorConfig::default()
-    })
-    .await;
-    let token = e.emu.mint(SA, AUD, HOUR);
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("valid");
+    let (e, token) = warm_with_max_age(Duration::from_secs(60)).await;
     e.emu.set_jwks_down(true);
     jump(Duration::from_secs(61)).await;
     // Stale: served at once, refreshed in the background (which fails).
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("stale key served");
+    e.accepts(&token, "stale key served").await;
     eventually("a background refresh", || e.emu.jwks_requests() == 2).await;
     for _ in 0..20 {
-        e.verifier
-            .verify(&token, Signature::Required)
-            .await
-            .expect("stale key served");
+        e.accepts(&token, "stale key served").await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
@@ -564,25 +472,16 @@ async fn cached_keys_serve_while_the_key_set_is_down() {
         "no retry inside the failure backoff"
     );
     jump(Duration::from_secs(6)).await;
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("stale key served");
+    e.accepts(&token, "stale key served").await;
     eventually("a retry", || e.emu.jwks_requests() == 3).await;
     // Back up: the next retry succeeds and the set is fresh again.
     e.emu.set_jwks_down(false);
     jump(Duration::from_secs(6)).await;
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("valid");
+    e.accepts(&token, "valid").await;
     eventually("a successful refresh", || e.emu.jwks_requests() == 4).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     for _ in 0..5 {
-        e.verifier
-            .verify(&token, Signature::Required)
-            .await
-            .expect("valid");
+        e.accepts(&token, "valid").await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(e.emu.jwks_requests(), 4, "fresh again");
@@ -590,28 +489,13 @@ async fn cached_keys_serve_while_the_key_set_is_down() {
 
 #[tokio::test]
 async fn cache_control_max_age_is_honoured() {
-    let e = env_with(EmulatorConfig {
-        jwks_max_age: Duration::from_secs(120),
-        ..EmulatorConfig::default()
-    })
-    .await;
-    let token = e.emu.mint(SA, AUD, HOUR);
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("valid");
+    let (e, token) = warm_with_max_age(Duration::from_secs(120)).await;
     jump(Duration::from_secs(100)).await;
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("fresh");
+    e.accepts(&token, "fresh").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(e.emu.jwks_requests(), 1, "still fresh at 100 s");
     jump(Duration::from_secs(30)).await;
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("stale but served");
+    e.accepts(&token, "stale but served").await;
     eventually("a background refresh", || e.emu.jwks_requests() == 2).await;
 }
 
@@ -628,13 +512,7 @@ async fn stalled_key_set_times_out_without_accepting() {
             held.push(socket);
         }
     });
-    let auth = AuthConfig::from_source(&MapSource::from_pairs([
-        ("AUTH_AUDIENCES", AUD),
-        ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
-        ("AUTH_JWKS_URL", &format!("http://{addr}/certs")),
-    ]))
-    .expect("auth config");
-    let verifier = Verifier::new(&auth, reqwest::Client::new());
+    let verifier = verifier_at(&format!("http://{addr}/certs"), &[]);
     let emu = Emulator::new(EmulatorConfig::default());
     let token = emu.mint(SA, AUD, HOUR);
     let started = std::time::Instant::now();
@@ -691,11 +569,7 @@ async fn identity_endpoint_behaves_like_google() {
         c["exp"].as_u64().expect("exp") - c["iat"].as_u64().expect("iat"),
         3600
     );
-    let v = e
-        .verifier
-        .verify(&standard, Signature::Required)
-        .await
-        .expect("verifies");
+    let v = e.accepts(&standard, "verifies").await;
     assert_eq!(v.email, None);
 
     let full = get(e.addr, &format!("{q}&format=full"), true)
@@ -706,11 +580,7 @@ async fn identity_endpoint_behaves_like_google() {
     let c = payload(&full);
     assert_eq!(c["email"], SA);
     assert_eq!(c["email_verified"], true);
-    let v = e
-        .verifier
-        .verify(&full, Signature::Required)
-        .await
-        .expect("verifies");
+    let v = e.accepts(&full, "verifies").await;
     assert_eq!(v.email.as_deref(), Some(SA));
     assert_eq!(v.sub, c["sub"].as_str().expect("sub"));
 
@@ -793,7 +663,7 @@ async fn identity_faults() {
     e.emu.set_identity_fault(IdentityFault::Expired);
     let expired = get(e.addr, &q, true).await.text().await.expect("body");
     assert!(payload(&expired)["exp"].as_u64().expect("exp") < now());
-    assert!(reason(e.verifier.verify(&expired, Signature::Required).await).contains("expired"));
+    assert!(e.refuses(&expired).await.contains("expired"));
 
     e.emu.set_identity_fault(IdentityFault::Stall);
     let stalled = reqwest::Client::new()
@@ -806,6 +676,14 @@ async fn identity_faults() {
 
     e.emu.set_identity_fault(IdentityFault::None);
     assert_eq!(get(e.addr, &q, true).await.status(), 200);
+}
+
+/// The string `key` of the JSON object answered.
+async fn string_field(r: reqwest::Response, key: &str) -> String {
+    r.json::<Value>().await.expect("json")[key]
+        .as_str()
+        .expect(key)
+        .to_owned()
 }
 
 #[tokio::test]
@@ -821,15 +699,8 @@ async fn emulator_control_routes() {
         .await
         .expect("mint");
     assert_eq!(r.status(), 200);
-    let token = r.json::<Value>().await.expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let c = e
-        .verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("verifies");
+    let token = string_field(r, "token").await;
+    let c = e.accepts(&token, "verifies").await;
     assert_eq!(c.email.as_deref(), Some("jane@example.com"));
     assert_eq!(c.email_verified, Some(true));
     assert_eq!(c.exp - c.iat, 120);
@@ -840,15 +711,8 @@ async fn emulator_control_routes() {
         .send()
         .await
         .expect("mint");
-    let token = r.json::<Value>().await.expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let c = e
-        .verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("verifies");
+    let token = string_field(r, "token").await;
+    let c = e.accepts(&token, "verifies").await;
     assert_eq!(c.email_verified, Some(false));
 
     for bad in [
@@ -872,10 +736,7 @@ async fn emulator_control_routes() {
         .send()
         .await
         .expect("rotate");
-    let kid = r.json::<Value>().await.expect("json")["kid"]
-        .as_str()
-        .expect("kid")
-        .to_owned();
+    let kid = string_field(r, "kid").await;
     assert_ne!(kid, old);
     assert_eq!(e.emu.current_kid(), kid);
     let kids: Vec<_> = e.emu.public_jwks()["keys"]
@@ -914,11 +775,7 @@ async fn google_client_library_reads_tokens_from_the_emulator() {
         .build()
         .expect("credentials");
     let token = creds.id_token().await.expect("id token");
-    let c = e
-        .verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("verifies");
+    let c = e.accepts(&token, "verifies").await;
     assert_eq!(c.email.as_deref(), Some(SA));
 }
 
@@ -926,17 +783,11 @@ async fn google_client_library_reads_tokens_from_the_emulator() {
 async fn warm_verification_is_fast() {
     let e = env().await;
     let token = e.emu.mint(SA, AUD, HOUR);
-    e.verifier
-        .verify(&token, Signature::Required)
-        .await
-        .expect("warm up");
+    e.accepts(&token, "warm up").await;
     let n = 200;
     let started = std::time::Instant::now();
     for _ in 0..n {
-        e.verifier
-            .verify(&token, Signature::Required)
-            .await
-            .expect("valid");
+        e.accepts(&token, "valid").await;
     }
     let each = started.elapsed() / n;
     eprintln!("warm verification (debug build): {each:?} each");
@@ -968,13 +819,7 @@ async fn es256_keys_verify_only_es256_tokens() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let auth = AuthConfig::from_source(&MapSource::from_pairs([
-        ("AUTH_AUDIENCES", AUD),
-        ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
-        ("AUTH_JWKS_URL", &format!("http://{addr}/certs")),
-    ]))
-    .expect("auth config");
-    let verifier = Verifier::new(&auth, reqwest::Client::new());
+    let verifier = verifier_at(&format!("http://{addr}/certs"), &[]);
 
     let sign = |alg: &str| {
         let header = B64.encode(json!({"alg": alg, "kid": "ec1", "typ": "JWT"}).to_string());
@@ -1006,28 +851,15 @@ async fn remembered_tokens_are_rechecked_and_die_with_their_key() {
         "iat",
         json!(now()),
     ));
-    e.verifier
-        .verify(&short, Signature::Required)
-        .await
-        .expect("valid now");
+    e.accepts(&short, "valid now").await;
     let old = e.emu.mint(SA, AUD, HOUR);
-    e.verifier
-        .verify(&old, Signature::Required)
-        .await
-        .expect("valid");
-    e.verifier
-        .verify(&old, Signature::Required)
-        .await
-        .expect("remembered");
+    e.accepts(&old, "valid").await;
+    e.accepts(&old, "remembered").await;
     // Past exp + leeway (60 s), the remembered token is refused like any other.
-    let strict = AuthConfig::from_source(&MapSource::from_pairs([
-        ("AUTH_AUDIENCES", AUD),
-        ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
-        ("AUTH_CLOCK_SKEW_SECS", "0"),
-        ("AUTH_JWKS_URL", &format!("http://{}{JWKS_PATH}", e.addr)),
-    ]))
-    .expect("auth config");
-    let strict = Verifier::new(&strict, reqwest::Client::new());
+    let strict = verifier_at(
+        &format!("http://{}{JWKS_PATH}", e.addr),
+        &[("AUTH_CLOCK_SKEW_SECS", "0")],
+    );
     strict
         .verify(&short, Signature::Required)
         .await
@@ -1043,10 +875,7 @@ async fn remembered_tokens_are_rechecked_and_die_with_their_key() {
             .expect("rotate");
     }
     let new = e.emu.mint(SA, AUD, HOUR);
-    e.verifier
-        .verify(&new, Signature::Required)
-        .await
-        .expect("new key picked up");
+    e.accepts(&new, "new key picked up").await;
     assert!(
         e.verifier.verify(&old, Signature::Required).await.is_err(),
         "its key is gone"

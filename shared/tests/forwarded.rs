@@ -3,17 +3,15 @@
 //! real [`Authenticator`] on 127.0.0.1:0 echoing the extracted [`Principal`] — with tokens
 //! minted by the metadata-server emulator.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::Router;
-use axum::routing;
-use base64::Engine;
 use serde_json::{Value, json};
 
-use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
-use shared::auth::{AuthConfig, Authenticator, ForwardedConfig, Principal};
-use shared::config::{MapSource, ServerConfig};
+use emulator::{Emulator, EmulatorConfig};
+use local::claims::{hand_made, now, strip, with};
+use local::emu::Emu;
+use shared::auth::{AuthConfig, ForwardedConfig};
+use shared::config::MapSource;
 
 /// called's own audience.
 const AUD: &str = "https://called.example";
@@ -25,14 +23,6 @@ const SA: &str = "caller@invoker-local.iam.gserviceaccount.com";
 /// Allowed to call, but not trusted to forward.
 const OTHER: &str = "batch@invoker-local.iam.gserviceaccount.com";
 const USER: &str = "alice@gmail.com";
-const STRIPPED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
 
 struct Env {
     emu: Emulator,
@@ -40,15 +30,17 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let emu = Emulator::new(EmulatorConfig::default());
-    let (addr, _task) = emu
-        .clone()
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("spawn emulator");
+    let emu = Emu::start().await;
     Env {
-        emu,
-        jwks: format!("http://{addr}{JWKS_PATH}"),
+        jwks: emu.jwks_url(),
+        emu: emu.emulator,
+    }
+}
+
+impl Env {
+    /// A token of `email` for called, valid ten minutes.
+    fn token(&self, email: &str) -> String {
+        self.emu.mint(email, AUD, Duration::from_secs(600))
     }
 }
 
@@ -73,36 +65,17 @@ fn config(src: &MapSource) -> AuthConfig {
     auth
 }
 
-/// Starts the echo service and returns its base URL.
+/// Starts the echo service ([`local::echo`]) and returns its base URL.
 async fn serve(env: &Env, pairs: &[(&str, &str)]) -> String {
-    let auth = Authenticator::new(config(&source(&env.jwks, pairs)), reqwest::Client::new());
-    let routes = Router::new()
-        .route(
-            "/",
-            routing::post(|p: Principal| async move {
-                (
-                    http::StatusCode::CREATED,
-                    axum::Json(
-                        json!({"caller": p.email(), "on_behalf_of": p.on_behalf_of_email()}),
-                    ),
-                )
-            }),
-        )
-        .with_state(auth);
-    let server = ServerConfig::from_source(&MapSource::default()).expect("server config");
-    let router = shared::server::with_common_layers(routes, &server);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(shared::server::serve(
-        listener,
-        router,
-        std::future::pending(),
-        Duration::from_secs(1),
-        Duration::from_secs(10),
-    ));
-    format!("http://{addr}")
+    local::echo::serve(config(&source(&env.jwks, pairs))).await
+}
+
+/// A new emulator, the echo service with `pairs`, and a token of the trusted forwarder.
+async fn start(pairs: &[(&str, &str)]) -> (Env, String, String) {
+    let e = env().await;
+    let base = serve(&e, pairs).await;
+    let sa = e.token(SA);
+    (e, base, sa)
 }
 
 /// POSTs with the principal's `token` and each of `forwarded` as `X-Forwarded-Authorization`.
@@ -128,29 +101,6 @@ fn user_claims() -> Value {
     })
 }
 
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
-}
-
-/// `token` with its signature replaced as Cloud Run does after its IAM check.
-fn strip(token: &str) -> String {
-    let p: Vec<&str> = token.split('.').collect();
-    format!("{}.{}.{STRIPPED}", p[0], p[1])
-}
-
-fn hand_made(claims: &Value) -> String {
-    let b64 = |v: &Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(v).expect("json"))
-    };
-    format!(
-        "{}.{}.{STRIPPED}",
-        b64(&json!({"alg": "RS256"})),
-        b64(claims)
-    )
-}
-
 fn expired() -> Value {
     let n = now();
     with(
@@ -169,9 +119,7 @@ async fn assert_refused(base: &str, token: &str, forwarded: &str, what: &str) {
 
 #[tokio::test]
 async fn forwarded_end_user_from_a_trusted_forwarder_is_verified() {
-    let e = env().await;
-    let base = serve(&e, &[]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let (e, base, sa) = start(&[]).await;
     let user = e.emu.mint_with(user_claims());
     let (status, body) = post(&base, &sa, &[&user]).await;
     assert_eq!(status, 201, "{body}");
@@ -190,9 +138,7 @@ async fn forwarded_end_user_from_a_trusted_forwarder_is_verified() {
 
 #[tokio::test]
 async fn forged_or_mismatched_forwarded_tokens_are_refused() {
-    let e = env().await;
-    let base = serve(&e, &[]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let (e, base, sa) = start(&[]).await;
     let foreign = Emulator::new(EmulatorConfig::default());
     let n = now();
     for (what, token) in [
@@ -259,9 +205,7 @@ async fn forged_or_mismatched_forwarded_tokens_are_refused() {
 
 #[tokio::test]
 async fn repeated_forwarded_header_is_refused() {
-    let e = env().await;
-    let base = serve(&e, &[]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let (e, base, sa) = start(&[]).await;
     let alice = e.emu.mint_with(user_claims());
     let mallory = e
         .emu
@@ -281,7 +225,7 @@ async fn repeated_forwarded_header_is_refused() {
 async fn forwarded_header_from_an_untrusted_principal_is_ignored() {
     let e = env().await;
     let base = serve(&e, &[]).await;
-    let other = e.emu.mint(OTHER, AUD, Duration::from_secs(600));
+    let other = e.token(OTHER);
     let user = e.emu.mint_with(user_claims());
     let foreign = Emulator::new(EmulatorConfig::default()).mint_with(user_claims());
     for forwarded in [&user, &foreign] {
@@ -292,7 +236,7 @@ async fn forwarded_header_from_an_untrusted_principal_is_ignored() {
     }
     // With no forwarders configured the header is ignored from everyone.
     let none = serve(&e, &[("AUTH_FORWARDERS", "")]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let sa = e.token(SA);
     let (status, body) = post(&none, &sa, &[&foreign]).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["on_behalf_of"], Value::Null);
@@ -307,7 +251,7 @@ async fn platform_mode_still_verifies_the_forwarded_token() {
     )
     .await;
     // The caller's own token was stripped by Cloud Run in front of called: accepted on claims.
-    let sa = strip(&e.emu.mint(SA, AUD, Duration::from_secs(600)));
+    let sa = strip(&e.token(SA));
     let good = e.emu.mint_with(user_claims());
     let (status, body) = post(&base, &sa, &[&good]).await;
     assert_eq!(status, 201, "{body}");
@@ -322,9 +266,7 @@ async fn platform_mode_still_verifies_the_forwarded_token() {
 
 #[tokio::test]
 async fn forwarded_platform_mode_accepts_only_stripped_tokens_with_good_claims() {
-    let e = env().await;
-    let base = serve(&e, &[("AUTH_FORWARDED_MODE", "platform")]).await;
-    let sa = e.emu.mint(SA, AUD, Duration::from_secs(600));
+    let (e, base, sa) = start(&[("AUTH_FORWARDED_MODE", "platform")]).await;
     // The caller ran behind Cloud Run's IAM check, which stripped its client's signature.
     let stripped = strip(&e.emu.mint_with(user_claims()));
     let (status, body) = post(&base, &sa, &[&stripped]).await;

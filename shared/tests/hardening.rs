@@ -2,39 +2,29 @@
 //! real [`Authenticator`] behind the common layers on 127.0.0.1:0 that echoes the extracted
 //! [`Principal`] — with tokens minted by the metadata-server emulator.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
-use axum::routing;
 use serde_json::{Value, json};
 
-use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
-use shared::auth::{AuthConfig, Authenticator, Principal};
-use shared::config::{MapSource, ServerConfig};
+use emulator::{Emulator, EmulatorConfig};
+use local::claims::{hand_made, now, with};
+use local::clock::{eventually, jump};
+use local::echo::serve;
+use local::emu::Emu;
+use shared::auth::AuthConfig;
+use shared::config::MapSource;
 
 const AUD: &str = "https://called.example";
 const ISS: &str = "https://accounts.google.com";
 const SA: &str = "caller@invoker-local.iam.gserviceaccount.com";
 const HOUR: Duration = Duration::from_secs(3600);
-const STRIPPED: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
 
 async fn emulator_with(cfg: EmulatorConfig) -> (Emulator, String) {
-    let emu = Emulator::new(cfg);
-    let (addr, _task) = emu
-        .clone()
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("spawn emulator");
-    (emu, format!("http://{addr}{JWKS_PATH}"))
+    let emu = Emu::start_with(cfg).await;
+    let jwks = emu.jwks_url();
+    (emu.emulator, jwks)
 }
 
 async fn emulator() -> (Emulator, String) {
@@ -48,38 +38,6 @@ fn auth(jwks: &str, pairs: &[(&str, &str)]) -> AuthConfig {
         src = src.with(k, *v);
     }
     AuthConfig::from_source(&src).expect("auth config")
-}
-
-/// Starts the echo service and returns its base URL.
-async fn serve(cfg: AuthConfig) -> String {
-    let auth = Authenticator::new(cfg, reqwest::Client::new());
-    let routes = Router::new()
-        .route(
-            "/",
-            routing::post(|p: Principal| async move {
-                (
-                    http::StatusCode::CREATED,
-                    axum::Json(
-                        json!({"caller": p.email(), "on_behalf_of": p.on_behalf_of_email()}),
-                    ),
-                )
-            }),
-        )
-        .with_state(auth);
-    let server = ServerConfig::from_source(&MapSource::default()).expect("server config");
-    let router = shared::server::with_common_layers(routes, &server);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(shared::server::serve(
-        listener,
-        router,
-        std::future::pending(),
-        Duration::from_secs(1),
-        Duration::from_secs(10),
-    ));
-    format!("http://{addr}")
 }
 
 async fn post_with(base: &str, headers: &[(&str, String)]) -> (u16, Value) {
@@ -105,42 +63,6 @@ fn claims(email: &str) -> Value {
         "iss": ISS, "aud": AUD, "sub": "1234567890", "azp": "1234567890",
         "iat": now, "exp": now + 600, "email": email, "email_verified": true,
     })
-}
-
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
-}
-
-/// The unsigned token an attacker writes by hand.
-fn hand_made(claims: &Value) -> String {
-    use base64::Engine;
-    let b64 = |v: &Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(v).expect("json"))
-    };
-    format!(
-        "{}.{}.{STRIPPED}",
-        b64(&json!({"alg": "RS256"})),
-        b64(claims)
-    )
-}
-
-/// Moves Tokio's clock forward (no request may be in flight).
-async fn jump(d: Duration) {
-    tokio::time::pause();
-    tokio::time::advance(d).await;
-    tokio::time::resume();
-}
-
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..300 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 // ---- 1. platform mode off Cloud Run ----

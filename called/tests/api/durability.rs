@@ -88,23 +88,22 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
     }
 }
 
+/// The real binary run with only `env` in its environment, to its end: its output.
+async fn called_with_only(env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_called"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run")
+}
+
 #[tokio::test]
 async fn bad_settings_exit_2_naming_the_variable() {
-    let out = Command::new(env!("CARGO_BIN_EXE_called"))
-        .env_clear()
-        .env("AUTH_MODE", "sometimes")
-        .output()
-        .await
-        .expect("run");
+    let out = called_with_only(&[("AUTH_MODE", "sometimes")]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AUTH_MODE"));
-    let out = Command::new(env!("CARGO_BIN_EXE_called"))
-        .env_clear()
-        .env("AUTH_MODE", "off")
-        .env("PORT", "http")
-        .output()
-        .await
-        .expect("run");
+    let out = called_with_only(&[("AUTH_MODE", "off"), ("PORT", "http")]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PORT"));
     let out = Command::new(env!("CARGO_BIN_EXE_called"))

@@ -252,28 +252,29 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The body of `GET {path}`, as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("text")
+    }
+
     /// Rows in the store, counted with a separate connection.
     pub async fn row_count(&self) -> i64 {
+        // The same count over either backend's connection type.
+        macro_rules! count_over {
+            ($connection:ty) => {{
+                let mut c = <$connection>::connect(&self.database_url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar("SELECT COUNT(*) FROM entities")
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("count")
+            }};
+        }
         match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.database_url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar("SELECT COUNT(*) FROM entities")
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("count")
-            }
+            Backend::Sqlite => count_over!(sqlx::SqliteConnection),
             // The URL selects this test's schema (search_path).
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.database_url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar("SELECT COUNT(*) FROM entities")
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("count")
-            }
+            Backend::Postgres => count_over!(sqlx::PgConnection),
         }
     }
 
@@ -317,4 +318,72 @@ macro_rules! backend_tests {
             )*
         }
     };
+}
+
+/// The path of one page of `GET /entities` with `limit`, after the cursor `after` if any.
+pub fn page_path(limit: usize, after: Option<&str>) -> String {
+    match after {
+        Some(a) => format!("/entities?limit={limit}&after={a}"),
+        None => format!("/entities?limit={limit}"),
+    }
+}
+
+/// The ids of a page's items, in order, and its `next` cursor.
+pub fn ids_and_next(page: &Value) -> (Vec<String>, Option<String>) {
+    let ids = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .collect();
+    (ids, page["next"].as_str().map(str::to_owned))
+}
+
+/// A store insert: `body` by `caller` (for the end user `user`) under the idempotency key
+/// `key`, created at `created_at`.
+pub fn new_entity_at(
+    created_at: &str,
+    caller: &str,
+    user: Option<&str>,
+    key: &str,
+    body: Value,
+) -> called::store::NewEntity {
+    let body = serde_json::value::RawValue::from_string(body.to_string()).expect("json");
+    called::store::NewEntity {
+        idempotency: Some(called::store::IdempotencyKey {
+            scope: caller.to_owned(),
+            user: user.unwrap_or_default().to_owned(),
+            key: key.to_owned(),
+            body_hash: called::idempotency::body_hash(&body),
+        }),
+        entity: called::store::Entity {
+            id: uuid::Uuid::now_v7(),
+            created_at: created_at.into(),
+            caller: Some(caller.to_owned()),
+            on_behalf_of: user.map(str::to_owned),
+            body,
+        },
+    }
+}
+
+/// `POST {base}/` with `body` under the idempotency key `key`, on a task of its own: the status
+/// and the JSON answer.
+pub fn spawn_keyed_post(
+    client: &reqwest::Client,
+    base: &str,
+    key: String,
+    body: Value,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (client, url) = (client.clone(), format!("{base}/"));
+    tokio::spawn(async move {
+        let res = client
+            .post(url)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.expect("json"))
+    })
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use local::checks::assert_problem;
 
-use crate::helpers::{Backend, spawn_app, spawn_on};
+use crate::helpers::{Backend, spawn_app, spawn_keyed_post, spawn_on};
 
 backend_tests!(
     replay_survives_restart,
@@ -64,22 +64,15 @@ async fn distinct_keys_concurrently_store_all(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let client = app.client.clone();
-        let url = format!("{}/", app.base);
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("idempotency-key", format!("key-{i}"))
-                .json(&json!({"bar": format!("v{i}")}))
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }));
+        tasks.push(spawn_keyed_post(
+            &app.client,
+            &app.base,
+            format!("key-{i}"),
+            json!({"bar": format!("v{i}")}),
+        ));
     }
     for t in tasks {
-        assert_eq!(t.await.expect("join"), 201);
+        assert_eq!(t.await.expect("join").0, 201);
     }
     assert_eq!(app.row_count().await, 200);
 }
@@ -88,20 +81,12 @@ async fn same_key_concurrently_stores_one(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let client = app.client.clone();
-        let url = format!("{}/", app.base);
-        tasks.push(tokio::spawn(async move {
-            let res = client
-                .post(url)
-                .header("idempotency-key", "the-same-key")
-                .json(&json!({"bar": "same"}))
-                .send()
-                .await
-                .expect("send");
-            let status = res.status().as_u16();
-            let body: Value = res.json().await.expect("json");
-            (status, body)
-        }));
+        tasks.push(spawn_keyed_post(
+            &app.client,
+            &app.base,
+            "the-same-key".into(),
+            json!({"bar": "same"}),
+        ));
     }
     let mut ids = HashSet::new();
     for t in tasks {

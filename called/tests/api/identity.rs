@@ -9,16 +9,17 @@
 
 use std::time::Duration;
 
-use called::store::{
-    Entity, IdempotencyKey, InsertOutcome, NewEntity, PageQuery, ReadScope, Store, StoreSettings,
-};
-use emulator::{Emulator, EmulatorConfig};
+use called::store::{Entity, InsertOutcome, NewEntity, PageQuery, ReadScope, Store, StoreSettings};
+use emulator::Emulator;
 use reqwest::Response;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, fresh_store, spawn_with};
+use crate::helpers::{
+    Backend, TestApp, fresh_store, ids_and_next, new_entity_at, page_path, spawn_with,
+};
 use local::checks::assert_problem;
+use local::emu::Emu;
 
 backend_tests!(
     end_users_sharing_a_key_never_get_each_others_entity,
@@ -43,13 +44,10 @@ struct AuthApp {
 
 impl AuthApp {
     async fn start(backend: Backend) -> Self {
-        shared::telemetry::init_for_tests();
-        let emu = Emulator::new(EmulatorConfig::default());
-        let (addr, _) = emu
-            .clone()
-            .spawn("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("emulator");
+        let Emu {
+            emulator: emu,
+            addr,
+        } = Emu::start().await;
         let app = spawn_with(backend, |s| {
             s.with("AUTH_MODE", "verify")
                 .with("AUTH_AUDIENCES", AUD)
@@ -101,23 +99,17 @@ impl AuthApp {
         let mut seen = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..1000 {
-            let path = match &after {
-                Some(a) => format!("/entities?limit={limit}&after={a}"),
-                None => format!("/entities?limit={limit}"),
-            };
-            let res = self.get(who, &path).await;
+            let res = self
+                .get(who, &page_path(limit as usize, after.as_deref()))
+                .await;
             assert_eq!(res.status(), 200);
             let page: Value = res.json().await.expect("page");
-            let items = page["items"].as_array().expect("items");
-            assert!(items.len() <= limit as usize);
-            seen.extend(
-                items
-                    .iter()
-                    .map(|e| e["id"].as_str().expect("id").to_owned()),
-            );
-            match page["next"].as_str() {
-                Some(n) => after = Some(n.to_owned()),
-                None => return seen,
+            let (ids, next) = ids_and_next(&page);
+            assert!(ids.len() <= limit as usize);
+            seen.extend(ids);
+            after = next;
+            if after.is_none() {
+                return seen;
             }
         }
         panic!("pagination did not end");
@@ -125,22 +117,21 @@ impl AuthApp {
 }
 
 fn new_entity(caller: &str, user: Option<&str>, key: &str, body: Value) -> NewEntity {
-    let body = serde_json::value::RawValue::from_string(body.to_string()).expect("json");
-    NewEntity {
-        idempotency: Some(IdempotencyKey {
-            scope: caller.to_owned(),
-            user: user.unwrap_or_default().to_owned(),
-            key: key.to_owned(),
-            body_hash: called::idempotency::body_hash(&body),
-        }),
-        entity: Entity {
-            id: uuid::Uuid::now_v7(),
-            created_at: "2026-01-02T03:04:05.123456Z".into(),
-            caller: Some(caller.to_owned()),
-            on_behalf_of: user.map(str::to_owned),
-            body,
-        },
-    }
+    new_entity_at("2026-01-02T03:04:05.123456Z", caller, user, key, body)
+}
+
+/// Inserts an entity of `caller` (for `user`) under the idempotency key `key`: the outcome.
+async fn insert(
+    store: &Store,
+    caller: &str,
+    user: Option<&str>,
+    key: &str,
+    body: Value,
+) -> InsertOutcome {
+    store
+        .insert(new_entity(caller, user, key, body))
+        .await
+        .expect("insert")
 }
 
 fn created(outcome: InsertOutcome) -> Entity {
@@ -166,79 +157,36 @@ async fn end_users_sharing_a_key_never_get_each_others_entity(backend: Backend) 
         .expect("open");
     let (u1, u2, u3) = ("one@example.com", "two@example.com", "three@example.com");
     let body = json!({"bar": "pay", "amount": 10});
-    let first = created(
-        store
-            .insert(new_entity(A, Some(u1), "K", body.clone()))
-            .await
-            .expect("insert"),
-    );
+    let first = created(insert(&store, A, Some(u1), "K", body.clone()).await);
     assert_eq!(first.on_behalf_of.as_deref(), Some(u1));
     // Same key, same body, another user: their own entity, not user 1's.
-    let second = created(
-        store
-            .insert(new_entity(A, Some(u2), "K", body.clone()))
-            .await
-            .expect("insert"),
-    );
+    let second = created(insert(&store, A, Some(u2), "K", body.clone()).await);
     assert_ne!(second.id, first.id);
     assert_eq!(second.on_behalf_of.as_deref(), Some(u2));
     // Same key, another body, another user: stored, no 422 across users.
-    let third = created(
-        store
-            .insert(new_entity(A, Some(u3), "K", json!({"bar": "other"})))
-            .await
-            .expect("insert"),
-    );
+    let third = created(insert(&store, A, Some(u3), "K", json!({"bar": "other"})).await);
     // The principal itself (no end user) has its own key space too.
-    let own = created(
-        store
-            .insert(new_entity(A, None, "K", body.clone()))
-            .await
-            .expect("insert"),
-    );
+    let own = created(insert(&store, A, None, "K", body.clone()).await);
     // Each user repeating gets their own replay.
     assert_eq!(
-        replayed(
-            store
-                .insert(new_entity(A, Some(u1), "K", body.clone()))
-                .await
-                .expect("insert")
-        ),
+        replayed(insert(&store, A, Some(u1), "K", body.clone()).await),
         first
     );
     assert_eq!(
-        replayed(
-            store
-                .insert(new_entity(A, Some(u2), "K", body.clone()))
-                .await
-                .expect("insert")
-        ),
+        replayed(insert(&store, A, Some(u2), "K", body.clone()).await),
         second
     );
     assert_eq!(
-        replayed(
-            store
-                .insert(new_entity(A, Some(u3), "K", json!({"bar": "other"})))
-                .await
-                .expect("insert")
-        ),
+        replayed(insert(&store, A, Some(u3), "K", json!({"bar": "other"})).await),
         third
     );
     assert_eq!(
-        replayed(
-            store
-                .insert(new_entity(A, None, "K", body.clone()))
-                .await
-                .expect("insert")
-        ),
+        replayed(insert(&store, A, None, "K", body.clone()).await),
         own
     );
     // A user's own key with another body is still 422.
     assert_eq!(
-        store
-            .insert(new_entity(A, Some(u1), "K", json!({"bar": "changed"})))
-            .await
-            .expect("insert"),
+        insert(&store, A, Some(u1), "K", json!({"bar": "changed"})).await,
         InsertOutcome::KeyReused
     );
     // Stored and read back with the end user.
@@ -366,15 +314,14 @@ async fn scoped_pages_stay_complete_and_in_order(backend: Backend) {
     for i in 0..9 {
         let who = if i % 3 == 0 { A } else { B };
         let e = created(
-            store
-                .insert(new_entity(
-                    who,
-                    None,
-                    &format!("k{i}"),
-                    json!({"bar": format!("{i}")}),
-                ))
-                .await
-                .expect("insert"),
+            insert(
+                &store,
+                who,
+                None,
+                &format!("k{i}"),
+                json!({"bar": format!("{i}")}),
+            )
+            .await,
         );
         if who == A {
             ids.push(e.id);
@@ -412,12 +359,10 @@ async fn scoped_pages_stay_complete_and_in_order(backend: Backend) {
 /// entity replayed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_end_users_sharing_a_key_never_get_each_others_entity() {
-    let emu = Emulator::new(EmulatorConfig::default());
-    let (addr, _) = emu
-        .clone()
-        .spawn("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("emulator");
+    let Emu {
+        emulator: emu,
+        addr,
+    } = Emu::start().await;
     let caller_url = "https://caller.test";
     let app = spawn_with(Backend::Sqlite, |s| {
         s.with("AUTH_MODE", "verify")

@@ -54,14 +54,9 @@ async fn a_number_differing_past_f64_precision_is_not_replayed_and_keeps_its_dig
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.text().await.expect("text"), created);
     let id = created.split('"').nth(3).expect("id").to_owned();
-    let read = app
-        .get(&format!("/entities/{id}"))
-        .await
-        .text()
-        .await
-        .expect("text");
+    let read = app.get_text(&format!("/entities/{id}")).await;
     assert_eq!(body_text(&read), sent);
-    let page = app.get("/entities").await.text().await.expect("text");
+    let page = app.get_text("/entities").await;
     assert!(page.contains(sent), "{page}");
     assert_eq!(app.row_count().await, 1);
 }
@@ -77,12 +72,7 @@ async fn every_value_is_returned_exactly_as_received(backend: Backend) {
     let created = res.text().await.expect("text");
     assert_eq!(body_text(&created), compact);
     let id = created.split('"').nth(3).expect("id").to_owned();
-    let read = app
-        .get(&format!("/entities/{id}"))
-        .await
-        .text()
-        .await
-        .expect("text");
+    let read = app.get_text(&format!("/entities/{id}")).await;
     assert_eq!(read, created, "read back byte for byte");
     // The same value with other whitespace and key order is the same body: a replay.
     let reordered = r#"{"m":{"c":null,"b":true,"y":18446744073709551616},"a":[-0,0.10000000000000000555111512312578270211815834045,1e300,123456789012345678901234567890.123456789],"bar":"x\u00e9\n","zeta":1.0E+2}"#;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, spawn_with};
+use crate::helpers::{Backend, ids_and_next, page_path, spawn_with};
 use local::checks::loud;
 
 backend_tests!(following_next_under_a_byte_budget_returns_every_entity_once);
@@ -36,11 +36,12 @@ async fn following_next_under_a_byte_budget_returns_every_entity_once(backend: B
         loop {
             pages += 1;
             assert!(pages < 100, "pagination does not end");
-            let path = match &after {
-                Some(a) => format!("/entities?limit={limit}&after={a}"),
-                None => format!("/entities?limit={limit}"),
-            };
-            let page: Value = app.get(&path).await.json().await.expect("page");
+            let page: Value = app
+                .get(&page_path(limit, after.as_deref()))
+                .await
+                .json()
+                .await
+                .expect("page");
             let items = page["items"].as_array().expect("items");
             assert!(!items.is_empty() && items.len() <= limit);
             let bytes: usize = items.iter().map(|e| e.to_string().len()).sum();
@@ -49,14 +50,11 @@ async fn following_next_under_a_byte_budget_returns_every_entity_once(backend: B
                 "{} entities of {bytes} bytes in one page",
                 items.len()
             );
-            seen.extend(
-                items
-                    .iter()
-                    .map(|e| e["id"].as_str().expect("id").to_owned()),
-            );
-            match page["next"].as_str() {
-                Some(n) => after = Some(n.to_owned()),
-                None => break,
+            let (page_ids, next) = ids_and_next(&page);
+            seen.extend(page_ids);
+            after = next;
+            if after.is_none() {
+                break;
             }
         }
         assert_eq!(seen, ids, "limit {limit}: every entity once, oldest first");
@@ -142,23 +140,16 @@ async fn listing_200_one_megabyte_entities_keeps_peak_rss_under_200_mib() {
         let mut seen = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..1000 {
-            let url = match &after {
-                Some(a) => format!("{base}/entities?limit=1000&after={a}"),
-                None => format!("{base}/entities?limit=1000"),
-            };
+            let url = format!("{base}{}", page_path(1000, after.as_deref()));
             let res = client.get(url).send().await.expect("list");
             assert_eq!(res.status(), 200);
             let page: Value = res.json().await.expect("page");
-            let items = page["items"].as_array().expect("items");
-            assert!(!items.is_empty());
-            seen.extend(
-                items
-                    .iter()
-                    .map(|e| e["id"].as_str().expect("id").to_owned()),
-            );
-            match page["next"].as_str() {
-                Some(n) => after = Some(n.to_owned()),
-                None => return seen,
+            let (ids, next) = ids_and_next(&page);
+            assert!(!ids.is_empty());
+            seen.extend(ids);
+            after = next;
+            if after.is_none() {
+                return seen;
             }
         }
         panic!("pagination did not end");

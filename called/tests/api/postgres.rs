@@ -16,7 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Barrier, Mutex};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{Backend, PgSchema, Scratch, pg_or_skip, spawn_on, spawn_with};
+use crate::helpers::{
+    Backend, PgSchema, Scratch, pg_or_skip, spawn_keyed_post, spawn_on, spawn_with,
+};
 
 /// Skips (loudly) without `TEST_DATABASE_URL`.
 macro_rules! require_pg {
@@ -191,19 +193,13 @@ async fn same_key_on_two_instances_stores_one() {
     let b = spawn_on(Backend::Postgres, a.database_url.clone(), None, |s| s).await;
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let client = a.client.clone();
-        let url = format!("{}/", if i % 2 == 0 { &a.base } else { &b.base });
-        tasks.push(tokio::spawn(async move {
-            let res = client
-                .post(url)
-                .header("idempotency-key", "shared-key")
-                .json(&json!({"bar": "same"}))
-                .send()
-                .await
-                .expect("send");
-            let status = res.status().as_u16();
-            (status, res.json::<Value>().await.expect("json"))
-        }));
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        tasks.push(spawn_keyed_post(
+            &a.client,
+            base,
+            "shared-key".into(),
+            json!({"bar": "same"}),
+        ));
     }
     let mut ids = HashSet::new();
     for t in tasks {
@@ -236,10 +232,7 @@ async fn terminated_backends_mid_load_give_503_then_recover() {
     require_pg!("terminated_backends_mid_load_give_503_then_recover");
     let app = spawn_with(Backend::Postgres, |s| s.with("DATABASE_TIMEOUT_MS", "1000")).await;
     let app_name = app.pg_schema().expect("schema").to_owned();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(8))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(8));
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
     let mut writers = Vec::new();
@@ -566,12 +559,7 @@ async fn entity_roundtrips_exactly_on_both_backends() {
         let created = created.text().await.expect("text");
         let v: Value = serde_json::from_str(&created).expect("json");
         let id = v["id"].as_str().expect("id");
-        let fetched = app
-            .get(&format!("/entities/{id}"))
-            .await
-            .text()
-            .await
-            .expect("text");
+        let fetched = app.get_text(&format!("/entities/{id}")).await;
         assert_eq!(
             fetched, created,
             "{backend:?}: GET answers what POST answered"

@@ -2,7 +2,6 @@
 //! per probe (the caller's side is in `caller/tests/api/outbound.rs`).
 
 use shared::config::MapSource;
-use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_anonymous_probes_of_called_cost_one_store_ping() {
@@ -31,18 +30,7 @@ async fn hundred_anonymous_probes_of_called_cost_one_store_ping() {
         cfg.server.shutdown_grace,
         cfg.server.header_read_timeout,
     ));
-    let client = reqwest::Client::new();
-    let start = Instant::now();
-    let probes: Vec<_> = (0..100)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
-        })
-        .collect();
-    for p in probes {
-        assert_eq!(p.await.expect("join").expect("probe"), 200);
-    }
-    let elapsed = start.elapsed();
+    let elapsed = local::checks::probe_burst(&url, 100).await;
     // Checks are serialized and each result is served for about a second, so a burst lasting
     // `elapsed` costs at most one check per started second — not one per probe.
     let bound = 1 + elapsed.as_secs();

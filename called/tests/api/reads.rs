@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use local::checks::assert_problem;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, ids_and_next, page_path, spawn_app};
 
 backend_tests!(
     pagination_is_oldest_first_and_complete,
@@ -24,21 +24,14 @@ async fn pagination_is_oldest_first_and_complete(backend: Backend) {
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let path = match &after {
-            Some(a) => format!("/entities?limit=10&after={a}"),
-            None => "/entities?limit=10".to_owned(),
-        };
+        let path = page_path(10, after.as_deref());
         let page: Value = app.get(&path).await.json().await.expect("page");
-        let items = page["items"].as_array().expect("items");
-        assert!(items.len() <= 10);
-        seen.extend(
-            items
-                .iter()
-                .map(|e| e["id"].as_str().expect("id").to_owned()),
-        );
-        match page["next"].as_str() {
-            Some(n) => after = Some(n.to_owned()),
-            None => break,
+        let (page_ids, next) = ids_and_next(&page);
+        assert!(page_ids.len() <= 10);
+        seen.extend(page_ids);
+        after = next;
+        if after.is_none() {
+            break;
         }
     }
     assert_eq!(seen, ids, "every entity once, oldest first");

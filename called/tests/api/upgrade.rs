@@ -2,15 +2,13 @@
 //! readable (with `on_behalf_of` null), its idempotency keys still replay, new rows carry the
 //! end user.
 
-use called::store::{
-    Entity, IdempotencyKey, InsertOutcome, NewEntity, ReadScope, Store, StoreSettings,
-};
+use called::store::{InsertOutcome, ReadScope, Store, StoreSettings};
 use serde_json::json;
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, fresh_store};
+use crate::helpers::{Backend, fresh_store, new_entity_at};
 
 backend_tests!(a_database_from_the_previous_release_keeps_its_rows_and_keys);
 
@@ -48,17 +46,14 @@ async fn a_database_from_the_previous_release_keeps_its_rows_and_keys(backend: B
         &serde_json::value::RawValue::from_string(old_body.to_string()).expect("json"),
     );
     let (keyed, plain) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    match backend {
-        Backend::Sqlite => {
-            let path = url.strip_prefix("sqlite://").expect("sqlite url");
-            std::fs::create_dir_all(std::path::Path::new(path).parent().expect("dir"))
-                .expect("mkdir");
-            let mut c = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
-                .await
-                .expect("connect");
+    // The old schema and the two old rows, over a connection `$c` of either backend, with that
+    // backend's placeholders `$values`.
+    macro_rules! write_old_rows {
+        ($c:expr, $values:expr) => {{
+            let mut c = $c;
             migrator.run(&mut c).await.expect("old schema");
             for (id, key) in [(keyed, Some("old-key")), (plain, None)] {
-                sqlx::query(&format!("{OLD_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?)"))
+                sqlx::query(&format!("{OLD_INSERT} VALUES {}", $values))
                     .bind(id.to_string())
                     .bind("2025-01-02T03:04:05.123456Z")
                     .bind(CALLER)
@@ -71,26 +66,21 @@ async fn a_database_from_the_previous_release_keeps_its_rows_and_keys(backend: B
                     .expect("old insert");
             }
             c.close().await.expect("close");
+        }};
+    }
+    match backend {
+        Backend::Sqlite => {
+            let path = url.strip_prefix("sqlite://").expect("sqlite url");
+            std::fs::create_dir_all(std::path::Path::new(path).parent().expect("dir"))
+                .expect("mkdir");
+            let c = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+                .await
+                .expect("connect");
+            write_old_rows!(c, "(?, ?, ?, ?, ?, ?, ?)");
         }
         Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-            migrator.run(&mut c).await.expect("old schema");
-            for (id, key) in [(keyed, Some("old-key")), (plain, None)] {
-                sqlx::query(&format!(
-                    "{OLD_INSERT} VALUES ($1::uuid, $2::timestamptz, $3, $4::jsonb, $5, $6, $7)"
-                ))
-                .bind(id.to_string())
-                .bind("2025-01-02T03:04:05.123456Z")
-                .bind(CALLER)
-                .bind(old_body.to_string())
-                .bind(key.map(|_| CALLER))
-                .bind(key)
-                .bind(key.map(|_| hash.clone()))
-                .execute(&mut c)
-                .await
-                .expect("old insert");
-            }
-            c.close().await.expect("close");
+            let c = sqlx::PgConnection::connect(&url).await.expect("connect");
+            write_old_rows!(c, "($1::uuid, $2::timestamptz, $3, $4::jsonb, $5, $6, $7)");
         }
     }
 
@@ -113,22 +103,7 @@ async fn a_database_from_the_previous_release_keeps_its_rows_and_keys(backend: B
     }
     // The old key still belongs to (principal, no end user): same body replays, another is 422.
     let again = |body: serde_json::Value, user: Option<&str>| {
-        let body = serde_json::value::RawValue::from_string(body.to_string()).expect("json");
-        NewEntity {
-            idempotency: Some(IdempotencyKey {
-                scope: CALLER.into(),
-                user: user.unwrap_or_default().into(),
-                key: "old-key".into(),
-                body_hash: called::idempotency::body_hash(&body),
-            }),
-            entity: Entity {
-                id: uuid::Uuid::now_v7(),
-                created_at: "2026-01-01T00:00:00.000000Z".into(),
-                caller: Some(CALLER.into()),
-                on_behalf_of: user.map(str::to_owned),
-                body,
-            },
-        }
+        new_entity_at("2026-01-01T00:00:00.000000Z", CALLER, user, "old-key", body)
     };
     match store
         .insert(again(old_body.clone(), None))

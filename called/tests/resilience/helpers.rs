@@ -1,7 +1,7 @@
 //! What only this suite needs from the kit's pieces: the real `called` binary as a child, and
 //! reading its SQLite file afterwards.
 
-use local::child::Spec;
+use local::child::{Proc, Spec};
 use local::emu::Emu;
 use sqlx::Connection;
 
@@ -11,6 +11,17 @@ pub fn called_open(database_url: &str) -> Spec {
         env!("CARGO_BIN_EXE_called"),
         &[("AUTH_MODE", "off"), ("DATABASE_URL", database_url)],
     )
+}
+
+/// [`called_open`] on SQLite in a new folder, with `settings` on top, started on a port of its
+/// own: the process and the folder (keep it as long as the process).
+pub async fn start_open(settings: &[(&str, &str)]) -> (Proc, tempfile::TempDir) {
+    let (database_url, dir) = local::in_process::sqlite_store();
+    let mut spec = called_open(&database_url);
+    for (name, value) in settings {
+        spec = spec.with(name, *value);
+    }
+    (Proc::start_anywhere(&spec).await, dir)
 }
 
 /// The real `called` binary verifying tokens against the emulator, allowing only its service

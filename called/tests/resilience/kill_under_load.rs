@@ -86,10 +86,7 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load_through_caller(
     )
     .await;
     local::ready::wait_ready(&caller.base).await;
-    let client = reqwest::Client::builder()
-        .timeout(CALL_TIMEOUT * 2 + Duration::from_secs(4))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(CALL_TIMEOUT * 2 + Duration::from_secs(4));
 
     let drive = drive();
     let kills = kills(drive);

@@ -2,57 +2,42 @@
 //! JSON, fed valid, forged, expired, misdirected and unauthorised tokens; every captured line
 //! of stdout and stderr is searched for any part of any of them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use local::checks::assert_no_tokens;
 use local::child::{Proc, free_port};
+use local::claims::now;
 use local::emu::Emu;
 use local::in_process::sqlite_store;
+use tempfile::TempDir;
 
 use crate::helpers::called_verifying;
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
+/// The real `called` binary verifying against `emu` (SQLite in the returned folder), its logs
+/// captured at `level` in `format`; its audience.
+async fn start_logging(emu: &Emu, level: &str, format: &str) -> (Proc, String, TempDir) {
+    let (database_url, dir) = sqlite_store();
+    let port = free_port();
+    let spec = called_verifying(emu, port, &database_url)
+        .with("RUST_LOG", level)
+        .with("LOG_FORMAT", format)
+        .capture();
+    let called = Proc::start(&spec, port).await;
+    (called, format!("http://127.0.0.1:{port}"), dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn called_never_logs_a_token_even_at_trace_level() {
     let emu = Emu::start().await;
-    let (database_url, _dir) = sqlite_store();
-    let port = free_port();
-    let audience = format!("http://127.0.0.1:{port}");
-    let spec = called_verifying(&emu, port, &database_url)
-        .with("RUST_LOG", "trace")
-        .with("LOG_FORMAT", "json")
-        .capture();
-    let mut called = Proc::start(&spec, port).await;
+    let (called, audience, _dir) = start_logging(&emu, "trace", "json").await;
     let sa = emu.sa();
     let good = emu.sa_token(&audience);
-    let claims = |exp: u64, iat: u64| {
-        json!({"iss": "https://accounts.google.com", "aud": audience, "sub": "1", "email": sa,
-               "email_verified": true, "iat": iat, "exp": exp})
-    };
-    let expired = emu.emulator.mint_with(claims(now() - 4000, now() - 7600));
-    let wrong_audience =
-        emu.emulator
-            .mint(&sa, "https://elsewhere.example", Duration::from_secs(600));
-    let intruder = emu
-        .emulator
-        .mint("intruder@example.com", &audience, Duration::from_secs(600));
-    let mut tampered = good.clone();
-    let last = tampered.pop().expect("non-empty");
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
-    let tokens = [&good, &expired, &wrong_audience, &intruder, &tampered];
+    let bad = emu.refused_tokens(&sa, &audience, &good);
+    let tokens = bad.all_with(&good);
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(10));
     let base = &called.base;
     let post = |token: &str, header: &'static str| {
         client
@@ -83,12 +68,7 @@ async fn called_never_logs_a_token_even_at_trace_level() {
             .expect("get");
         assert_eq!(res.status(), status, "{path}");
     }
-    for (token, status) in [
-        (&expired, 401),
-        (&wrong_audience, 401),
-        (&tampered, 401),
-        (&intruder, 403),
-    ] {
+    for (token, status) in bad.with_statuses() {
         assert_eq!(
             post(token, "authorization").await.expect("post").status(),
             status
@@ -113,11 +93,8 @@ async fn called_never_logs_a_token_even_at_trace_level() {
         .expect("post");
     assert_eq!(res.status(), 400);
 
-    called.sigterm().await;
-    let (exit, _) = called.wait_exit(Duration::from_secs(15)).await;
-    assert_eq!(exit.code(), Some(0));
-    let lines = called.into_logs().await;
-    assert_no_tokens("called", &lines, &tokens.map(String::as_str));
+    let lines = called.stop_cleanly().await;
+    assert_no_tokens("called", &lines, &tokens);
 }
 
 /// Issue 12 item 13: a newline and ESC inside an email claim must not forge a log line. The
@@ -125,14 +102,7 @@ async fn called_never_logs_a_token_even_at_trace_level() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_log_line_in_an_email_claim_is_escaped() {
     let emu = Emu::start().await;
-    let (database_url, _dir) = sqlite_store();
-    let port = free_port();
-    let audience = format!("http://127.0.0.1:{port}");
-    let spec = called_verifying(&emu, port, &database_url)
-        .with("RUST_LOG", "info")
-        .with("LOG_FORMAT", "text")
-        .capture();
-    let mut called = Proc::start(&spec, port).await;
+    let (called, audience, _dir) = start_logging(&emu, "info", "text").await;
     let claims = |email: &str| {
         json!({"iss": "https://accounts.google.com", "aud": audience, "sub": "1", "email": email,
                "email_verified": true, "iat": now(), "exp": now() + 600})
@@ -149,10 +119,7 @@ async fn forged_log_line_in_an_email_claim_is_escaped() {
             .expect("post");
         assert!(allowed.contains(&res.status().as_u16()), "{}", res.status());
     }
-    called.sigterm().await;
-    let (exit, _) = called.wait_exit(Duration::from_secs(15)).await;
-    assert_eq!(exit.code(), Some(0));
-    let lines = called.into_logs().await;
+    let lines = called.stop_cleanly().await;
     let text = lines.join("\n");
     assert!(!text.contains('\u{1b}'), "raw ESC in the logs:\n{text}");
     let finished = lines
@@ -171,14 +138,7 @@ async fn forged_log_line_in_an_email_claim_is_escaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_written_forwarded_for_is_not_the_logged_remote_ip() {
     let emu = Emu::start().await;
-    let (database_url, _dir) = sqlite_store();
-    let port = free_port();
-    let audience = format!("http://127.0.0.1:{port}");
-    let spec = called_verifying(&emu, port, &database_url)
-        .with("RUST_LOG", "info")
-        .with("LOG_FORMAT", "json")
-        .capture();
-    let mut called = Proc::start(&spec, port).await;
+    let (mut called, audience, _dir) = start_logging(&emu, "info", "json").await;
     let res = reqwest::Client::new()
         .post(format!("{}/", called.base))
         .bearer_auth(emu.sa_token(&audience))

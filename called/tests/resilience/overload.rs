@@ -9,11 +9,9 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use local::checks::assert_problem_parts;
-use local::child::Proc;
-use local::in_process::sqlite_store;
 use local::raw::Raw;
 
-use crate::helpers::called_open;
+use crate::helpers::start_open;
 
 const LIMIT: usize = 4;
 const BURST: usize = 2000;
@@ -21,15 +19,13 @@ const MIB: u64 = 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excess_requests_get_503_at_once_memory_stays_bounded_and_service_recovers() {
-    let (database_url, _dir) = sqlite_store();
-    let spec = called_open(&database_url)
-        .with("MAX_CONCURRENT_REQUESTS", LIMIT.to_string())
-        .with("REQUEST_TIMEOUT_MS", "60000");
-    let called = Proc::start_anywhere(&spec).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let limit = LIMIT.to_string();
+    let (called, _dir) = start_open(&[
+        ("MAX_CONCURRENT_REQUESTS", &limit),
+        ("REQUEST_TIMEOUT_MS", "60000"),
+    ])
+    .await;
+    let client = local::ready::client_with_timeout(Duration::from_secs(10));
     let url = format!("{}/", called.base);
     let body = json!({"bar": "x".repeat(512)});
 
@@ -99,18 +95,7 @@ async fn excess_requests_get_503_at_once_memory_stays_bounded_and_service_recove
     // Slow-bodied excess: headers only, the body never comes. Refused without waiting for it.
     let mut stalled = Vec::new();
     for _ in 0..50 {
-        let mut raw = Raw::connect(&called.addr).await.expect("connect");
-        raw.send(
-            format!(
-                "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-                 Content-Length: 1000\r\n\r\n{{\"bar\":",
-                called.addr
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("head");
-        stalled.push(raw);
+        stalled.push(Raw::stalled_post(&called.addr, 1000).await);
     }
     for raw in &mut stalled {
         let res = raw

@@ -102,10 +102,7 @@ fn any_interleaving_of_replays_stores_one_row_and_answers_one_entity() {
         called
     });
     let base = called.base.clone();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(std::time::Duration::from_secs(10));
     let url = format!("{base}/");
     let cases = std::env::var("PROPTEST_CASES")
         .ok()

@@ -6,10 +6,11 @@
 use std::time::{Duration, Instant};
 
 use local::child::Proc;
+use local::drain;
 use local::in_process::sqlite_store;
-use local::raw::{Raw, refused_within};
+use local::raw::Raw;
 
-use crate::helpers::{called_open, rows};
+use crate::helpers::{called_open, rows, start_open};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exits_zero() {
@@ -19,62 +20,31 @@ async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exi
     let mut called = Proc::start_anywhere(&spec).await;
 
     // An idle keep-alive connection (one request done) and a request half-way through its body.
-    let mut idle = Raw::connect(&called.addr).await.expect("connect");
-    idle.send(format!("GET /health/live HTTP/1.1\r\nHost: {}\r\n\r\n", called.addr).as_bytes())
-        .await
-        .expect("send");
-    assert_eq!(
-        idle.read_response(Duration::from_secs(5))
-            .await
-            .expect("live")
-            .status,
-        200
-    );
+    let idle = drain::idle_connection(&called.addr).await;
     let body = br#"{"bar":"sent across SIGTERM","n":12345}"#;
     let half = body.len() / 2;
     let mut slow = Raw::start_post(&called.addr, body.len(), &[]).await;
     slow.send(&body[..half]).await.expect("first half");
 
-    called.sigterm().await;
-    let signalled = Instant::now();
-    let refused_after = refused_within(&called.addr, Duration::from_secs(2)).await;
-    let (idle_closed_after, _) = idle
-        .closed_within(Duration::from_secs(2))
-        .await
-        .expect("the idle connection is closed at once");
-
-    slow.send(&body[half..]).await.expect("second half");
-    let res = slow
-        .read_response(Duration::from_secs(5))
-        .await
-        .expect("the in-flight request is answered");
-    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    let term = drain::sigterm(&called, idle).await;
+    let res = drain::finish_created(&mut slow, &body[half..], Duration::from_secs(5)).await;
     let id = res.json()["id"].as_str().expect("id").to_owned();
-    let (exit, _) = called.wait_exit(grace + Duration::from_secs(2)).await;
-    let exited_after = signalled.elapsed();
-    assert_eq!(exit.code(), Some(0), "exit status after SIGTERM");
-    assert!(
-        exited_after < grace,
-        "drained and exited in {exited_after:?}, within SHUTDOWN_GRACE_MS"
-    );
+    let exited_after = term.exits_zero_within(&mut called, grace).await;
     assert!(
         rows(&database_url).await.iter().any(|(row, _)| *row == id),
         "the request answered during the drain is stored"
     );
-    local::checks::loud(&format!(
-        "called SIGTERM: refused new connections after {refused_after:?}, closed the idle one \
-         after {idle_closed_after:?}, exited 0 after {exited_after:?}"
-    ));
+    term.report("called", exited_after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_stuck_request_still_exits_zero_within_the_grace() {
     let grace = Duration::from_millis(1000);
-    let (database_url, _dir) = sqlite_store();
-    let spec = called_open(&database_url)
-        .with("SHUTDOWN_GRACE_MS", "1000")
-        .with("REQUEST_TIMEOUT_MS", "60000");
-    let mut called = Proc::start_anywhere(&spec).await;
+    let (mut called, _dir) = start_open(&[
+        ("SHUTDOWN_GRACE_MS", "1000"),
+        ("REQUEST_TIMEOUT_MS", "60000"),
+    ])
+    .await;
     let mut stuck = Raw::start_post(&called.addr, 100, &[]).await;
     stuck.send(b"{\"bar\":").await.expect("a few bytes");
 

@@ -7,22 +7,20 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use local::checks::assert_problem_parts;
-use local::child::Proc;
-use local::in_process::sqlite_store;
 use local::raw::Raw;
 
-use crate::helpers::called_open;
+use crate::helpers::start_open;
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(500);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_headers_are_cut_off_at_the_header_read_timeout_while_others_are_served() {
-    let (database_url, _dir) = sqlite_store();
-    let spec = called_open(&database_url)
-        .with("HEADER_READ_TIMEOUT_MS", "500")
-        .with("MAX_CONCURRENT_REQUESTS", "8");
-    let called = Proc::start_anywhere(&spec).await;
+    let (called, _dir) = start_open(&[
+        ("HEADER_READ_TIMEOUT_MS", "500"),
+        ("MAX_CONCURRENT_REQUESTS", "8"),
+    ])
+    .await;
     let host = called.addr.clone();
     // Three kinds of slowloris, 15 of each: silent, half a request line, headers without the
     // blank line that ends them.
@@ -47,10 +45,7 @@ async fn unfinished_headers_are_cut_off_at_the_header_read_timeout_while_others_
     }
 
     // Meanwhile, normal clients are served promptly.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(5));
     let mut slowest_normal = Duration::ZERO;
     for i in 0..10 {
         let t = Instant::now();
@@ -100,15 +95,12 @@ async fn unfinished_headers_are_cut_off_at_the_header_read_timeout_while_others_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_gets_503_at_the_request_timeout_and_frees_its_permit() {
-    let (database_url, _dir) = sqlite_store();
-    let spec = called_open(&database_url)
-        .with("REQUEST_TIMEOUT_MS", "1000")
-        .with("MAX_CONCURRENT_REQUESTS", "2");
-    let called = Proc::start_anywhere(&spec).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let (called, _dir) = start_open(&[
+        ("REQUEST_TIMEOUT_MS", "1000"),
+        ("MAX_CONCURRENT_REQUESTS", "2"),
+    ])
+    .await;
+    let client = local::ready::client_with_timeout(Duration::from_secs(5));
     let post = || {
         client
             .post(format!("{}/", called.base))
@@ -121,18 +113,7 @@ async fn a_stalled_body_gets_503_at_the_request_timeout_and_frees_its_permit() {
     let started = Instant::now();
     let mut with_expect = Raw::start_post(&called.addr, 100, &[]).await;
     with_expect.send(b"{\"bar\":").await.expect("a few bytes");
-    let mut without = Raw::connect(&called.addr).await.expect("connect");
-    without
-        .send(
-            format!(
-                "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-                 Content-Length: 100\r\n\r\n{{\"bar\":",
-                called.addr
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("head and a few bytes");
+    let mut without = Raw::stalled_post(&called.addr, 100).await;
 
     // They hold both permits for now... (poll: the second one is admitted asynchronously)
     let mut saw_limit = false;

@@ -1,6 +1,6 @@
 //! Bad credentials against the running caller (verify mode) and called (platform mode).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -8,29 +8,13 @@ use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
 use local::checks::{Problem, assert_problem};
+use local::claims::{now, strip, with, without};
 use local::emu::{Emu, USER};
 use local::in_process::{spawn_called, spawn_caller, spawn_chain};
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("time")
-        .as_secs() as i64
-}
 
 fn claims(aud: &str) -> Value {
     json!({"iss": "https://accounts.google.com", "aud": aud, "sub": "1234", "email": USER,
            "email_verified": true, "iat": now(), "exp": now() + 600})
-}
-
-fn with(mut v: Value, key: &str, value: Value) -> Value {
-    v[key] = value;
-    v
-}
-
-fn without(mut v: Value, key: &str) -> Value {
-    v.as_object_mut().expect("object").remove(key);
-    v
 }
 
 async fn send(base: &str, authorization: Option<&str>) -> reqwest::Response {
@@ -81,173 +65,78 @@ async fn bad_credentials_get_401_or_403_and_nothing_is_forwarded() {
         json!({"alg": "RS256", "kid": kid, "typ": "JWT"}),
         claims(&aud),
     );
-    let stripped = format!("{}.{}.SIGNATURE_REMOVED_BY_GOOGLE", parts[0], parts[1]);
+    let stripped = strip(&good);
     let bearer = |t: &str| format!("Bearer {t}");
-    let cases: Vec<(&str, Option<String>, u16, &str)> = vec![
-        ("missing header", None, 401, "Bearer"),
-        (
-            "basic scheme",
-            Some("Basic dXNlcjpwYXNz".into()),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "empty bearer",
-            Some("Bearer ".into()),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "garbage",
-            Some(bearer("garbage")),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "two parts",
-            Some(bearer(&format!("{}.{}", parts[0], parts[1]))),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "four parts",
-            Some(bearer(&format!("{good}.x"))),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "alg none",
-            Some(bearer(&alg_none)),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "hs256 with public key",
-            Some(bearer(&hs256)),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "unknown kid",
-            Some(bearer(&unknown_kid)),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "known kid, wrong key",
-            Some(bearer(&wrong_key)),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "tampered payload",
-            Some(bearer(&tampered)),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "wrong aud",
-            Some(bearer(&emu.mint_with(claims("https://other.example")))),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
+    let minted = |claims: Value| bearer(&emu.mint_with(claims));
+    // Every one of these is a 401 with `error="invalid_token"`.
+    let invalid: Vec<(&str, String)> = vec![
+        ("basic scheme", "Basic dXNlcjpwYXNz".into()),
+        ("empty bearer", "Bearer ".into()),
+        ("garbage", bearer("garbage")),
+        ("two parts", bearer(&format!("{}.{}", parts[0], parts[1]))),
+        ("four parts", bearer(&format!("{good}.x"))),
+        ("alg none", bearer(&alg_none)),
+        ("hs256 with public key", bearer(&hs256)),
+        ("unknown kid", bearer(&unknown_kid)),
+        ("known kid, wrong key", bearer(&wrong_key)),
+        ("tampered payload", bearer(&tampered)),
+        ("wrong aud", minted(claims("https://other.example"))),
         (
             "wrong iss",
-            Some(bearer(&emu.mint_with(with(
-                claims(&aud),
-                "iss",
-                json!("https://evil.example"),
-            )))),
-            401,
-            "Bearer error=\"invalid_token\"",
+            minted(with(claims(&aud), "iss", json!("https://evil.example"))),
         ),
         (
             "expired",
-            Some(bearer(&emu.mint_with(with(
+            minted(with(
                 with(claims(&aud), "exp", json!(now() - 600)),
                 "iat",
                 json!(now() - 4000),
-            )))),
-            401,
-            "Bearer error=\"invalid_token\"",
+            )),
         ),
         (
             "iat in the future",
-            Some(bearer(&emu.mint_with(with(
-                claims(&aud),
-                "iat",
-                json!(now() + 600),
-            )))),
-            401,
-            "Bearer error=\"invalid_token\"",
+            minted(with(claims(&aud), "iat", json!(now() + 600))),
         ),
         (
             "nbf in the future",
-            Some(bearer(&emu.mint_with(with(
-                claims(&aud),
-                "nbf",
-                json!(now() + 600),
-            )))),
-            401,
-            "Bearer error=\"invalid_token\"",
+            minted(with(claims(&aud), "nbf", json!(now() + 600))),
         ),
         (
             "exp as a string",
-            Some(bearer(&emu.mint_with(with(
-                claims(&aud),
-                "exp",
-                json!((now() + 600).to_string()),
-            )))),
-            401,
-            "Bearer error=\"invalid_token\"",
+            minted(with(claims(&aud), "exp", json!((now() + 600).to_string()))),
         ),
         (
             "aud as a number",
-            Some(bearer(&emu.mint_with(with(claims(&aud), "aud", json!(42))))),
-            401,
-            "Bearer error=\"invalid_token\"",
+            minted(with(claims(&aud), "aud", json!(42))),
         ),
-        (
-            "no exp",
-            Some(bearer(&emu.mint_with(without(claims(&aud), "exp")))),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
+        ("no exp", minted(without(claims(&aud), "exp"))),
         (
             "no email_verified",
-            Some(bearer(
-                &emu.mint_with(without(claims(&aud), "email_verified")),
-            )),
-            401,
-            "Bearer error=\"invalid_token\"",
+            minted(without(claims(&aud), "email_verified")),
         ),
         (
             "email_verified false",
-            Some(bearer(&emu.mint_with(with(
-                claims(&aud),
-                "email_verified",
-                json!(false),
-            )))),
-            401,
-            "Bearer error=\"invalid_token\"",
+            minted(with(claims(&aud), "email_verified", json!(false))),
         ),
-        (
-            "stripped signature in verify mode",
-            Some(bearer(&stripped)),
-            401,
-            "Bearer error=\"invalid_token\"",
-        ),
-        (
-            "principal not allowed",
-            Some(bearer(&emu.mint(
-                "intruder@example.com",
-                &aud,
-                Duration::from_secs(60),
-            ))),
-            403,
-            "Bearer error=\"insufficient_scope\"",
-        ),
+        ("stripped signature in verify mode", bearer(&stripped)),
     ];
+    let mut cases: Vec<(&str, Option<String>, u16, &str)> =
+        vec![("missing header", None, 401, "Bearer")];
+    cases.extend(
+        invalid
+            .into_iter()
+            .map(|(name, auth)| (name, Some(auth), 401, "Bearer error=\"invalid_token\"")),
+    );
+    cases.push((
+        "principal not allowed",
+        Some(bearer(&emu.mint(
+            "intruder@example.com",
+            &aud,
+            Duration::from_secs(60),
+        ))),
+        403,
+        "Bearer error=\"insufficient_scope\"",
+    ));
     for (name, auth, status, www) in cases {
         let res = send(&c.caller.base, auth.as_deref()).await;
         assert_eq!(res.status().as_u16(), status, "{name}");
@@ -265,16 +154,7 @@ async fn bad_credentials_get_401_or_403_and_nothing_is_forwarded() {
     // Lower-case scheme works; nothing above reached called.
     let ok = send(&c.caller.base, Some(&format!("bearer {good}"))).await;
     assert_eq!(ok.status(), 201);
-    let sa_token = emu.mint(&c.emu.sa(), &c.called.base, Duration::from_secs(60));
-    let page: Value = reqwest::Client::new()
-        .get(format!("{}/entities", c.called.base))
-        .bearer_auth(sa_token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let page = c.called.get_as_sa(&c.emu, "/entities").await;
     assert_eq!(page["items"].as_array().expect("items").len(), 1);
 }
 
@@ -287,76 +167,48 @@ async fn platform_mode_accepts_stripped_signatures_on_valid_claims_only() {
     )
     .await;
     let sa = emu.sa();
-    let strip = |t: &str| {
-        let p: Vec<&str> = t.split('.').collect();
-        format!("{}.{}.SIGNATURE_REMOVED_BY_GOOGLE", p[0], p[1])
-    };
-    let post = |headers: Vec<(&'static str, String)>| {
+    // `POST /` with the bearer `token`, and `serverless` as X-Serverless-Authorization.
+    let post = |token: &str, serverless: Option<&str>| {
         let mut req = reqwest::Client::new()
             .post(format!("{}/", called.base))
+            .bearer_auth(token)
             .json(&json!({"bar": "x"}));
-        for (k, v) in headers {
-            req = req.header(k, v);
+        if let Some(t) = serverless {
+            req = req.header("x-serverless-authorization", format!("Bearer {t}"));
         }
         req.send()
     };
     let good = emu
         .emulator
         .mint(&sa, &called.base, Duration::from_secs(60));
-    let res = post(vec![("authorization", format!("Bearer {}", strip(&good)))])
-        .await
-        .expect("send");
+    let res = post(&strip(&good), None).await.expect("send");
     assert_eq!(res.status(), 201, "stripped signature with valid claims");
     let v: Value = res.json().await.expect("json");
     assert_eq!(v["caller"], sa);
     let wrong_aud = emu
         .emulator
         .mint(&sa, "https://other.example", Duration::from_secs(60));
-    let res = post(vec![(
-        "authorization",
-        format!("Bearer {}", strip(&wrong_aud)),
-    )])
-    .await
-    .expect("send");
+    let res = post(&strip(&wrong_aud), None).await.expect("send");
     assert_problem(res, 401).await;
     let intruder = emu.emulator.mint(
         "intruder@example.com",
         &called.base,
         Duration::from_secs(60),
     );
-    let res = post(vec![(
-        "authorization",
-        format!("Bearer {}", strip(&intruder)),
-    )])
-    .await
-    .expect("send");
+    let res = post(&strip(&intruder), None).await.expect("send");
     assert_problem(res, 403).await;
     // A real signature is verified as in verify mode.
     let forged = format!("{}x", &good[..good.len() - 1]);
-    let res = post(vec![("authorization", format!("Bearer {forged}"))])
-        .await
-        .expect("send");
+    let res = post(&forged, None).await.expect("send");
     assert_problem(res, 401).await;
     // Both headers: only X-Serverless-Authorization counts.
-    let res = post(vec![
-        ("authorization", format!("Bearer {}", strip(&intruder))),
-        (
-            "x-serverless-authorization",
-            format!("Bearer {}", strip(&good)),
-        ),
-    ])
-    .await
-    .expect("send");
+    let res = post(&strip(&intruder), Some(&strip(&good)))
+        .await
+        .expect("send");
     assert_eq!(res.status(), 201);
-    let res = post(vec![
-        ("authorization", format!("Bearer {}", strip(&good))),
-        (
-            "x-serverless-authorization",
-            format!("Bearer {}", strip(&intruder)),
-        ),
-    ])
-    .await
-    .expect("send");
+    let res = post(&strip(&good), Some(&strip(&intruder)))
+        .await
+        .expect("send");
     assert_problem(res, 403).await;
 }
 

@@ -8,7 +8,7 @@ use local::checks::{Problem, assert_problem};
 use local::emu::USER;
 use local::in_process::spawn_chain;
 
-use crate::helpers::post;
+use crate::helpers::{post, post_keyed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_travels_the_chain_and_is_stored_with_the_callers_identity() {
@@ -26,20 +26,8 @@ async fn post_travels_the_chain_and_is_stored_with_the_callers_identity() {
     assert_eq!(entity["body"], json!({"bar": "hello", "extra": [1, 2]}));
     assert_eq!(entity["caller"], c.emu.sa());
     // The row is in called's store: read it back from called with called's own credentials.
-    let sa_token = c
-        .emu
-        .emulator
-        .mint(&c.emu.sa(), &c.called.base, Duration::from_secs(60));
     let id = entity["id"].as_str().expect("id");
-    let stored: Value = reqwest::Client::new()
-        .get(format!("{}/entities/{id}", c.called.base))
-        .bearer_auth(&sa_token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let stored = c.called.get_as_sa(&c.emu, &format!("/entities/{id}")).await;
     assert_eq!(stored, entity);
     // An end user's token is not accepted by called: only the caller's account is.
     let res = reqwest::Client::new()
@@ -103,14 +91,13 @@ async fn idempotency_key_and_request_id_travel_through() {
         again.json::<Value>().await.expect("json")["id"],
         first["id"]
     );
-    let other = client
-        .post(format!("{}/", c.caller.base))
-        .bearer_auth(&token)
-        .header("idempotency-key", "client-key-1")
-        .json(&json!({"foo": "different"}))
-        .send()
-        .await
-        .expect("post");
+    let other = post_keyed(
+        &c.caller.base,
+        &token,
+        "client-key-1",
+        &json!({"foo": "different"}),
+    )
+    .await;
     assert_problem(other, 422).await;
 }
 
@@ -212,23 +199,20 @@ async fn the_end_user_travels_the_chain_and_owns_its_key() {
             .emulator
             .mint(email, &c.caller.base, Duration::from_secs(600))
     };
+    let body = json!({"foo": "same body"});
     let send = |token: String| {
-        reqwest::Client::new()
-            .post(format!("{}/", c.caller.base))
-            .bearer_auth(token)
-            .header("idempotency-key", "shared-key")
-            .json(&json!({"foo": "same body"}))
-            .send()
+        let (base, body) = (&c.caller.base, &body);
+        async move { post_keyed(base, &token, "shared-key", body).await }
     };
-    let mine = send(c.emu.user_token(&c.caller.base)).await.expect("post");
+    let mine = send(c.emu.user_token(&c.caller.base)).await;
     assert_eq!(mine.status(), 201);
     let mine: Value = mine.json().await.expect("json");
     assert_eq!(mine["on_behalf_of"], USER);
     assert_eq!(mine["caller"], c.emu.sa());
     // An end user the caller does not admit is refused before anything is forwarded.
-    let stranger = send(as_user("stranger@example.com")).await.expect("post");
+    let stranger = send(as_user("stranger@example.com")).await;
     assert_problem(stranger, 403).await;
-    let again = send(c.emu.user_token(&c.caller.base)).await.expect("post");
+    let again = send(c.emu.user_token(&c.caller.base)).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.expect("json"), mine);

@@ -177,42 +177,34 @@ async fn retries_503_with_the_same_key_then_succeeds() {
     );
 }
 
+/// A caller in front of a fake called that always answers `upstream`: the fake, and the
+/// problem the caller answers (which must have the status `expected`).
+async fn outcome(upstream: u16, expected: u16) -> (FakeCalled, Problem) {
+    let (_e, fake, caller, token) = setup(vec![(upstream, None)], false, &[]).await;
+    let problem = assert_problem(
+        crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
+        expected,
+    )
+    .await;
+    (fake, problem)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_outcomes_map_to_the_contract() {
     // 500: not retried, 502.
-    let (_e, fake, caller, token) = setup(vec![(500, None)], false, &[]).await;
-    assert_problem(
-        crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
-        502,
-    )
-    .await;
+    let (fake, _) = outcome(500, 502).await;
     assert_eq!(fake.attempts(), 1);
     // 503 every time: three attempts, then 502.
-    let (_e, fake, caller, token) = setup(vec![(503, None)], false, &[]).await;
-    assert_problem(
-        crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
-        502,
-    )
-    .await;
+    let (fake, _) = outcome(503, 502).await;
     assert_eq!(fake.attempts(), 3);
     // 401/403 from called: our credentials were rejected → 502, no retry.
     for s in [401, 403] {
-        let (_e, fake, caller, token) = setup(vec![(s, None)], false, &[]).await;
-        assert_problem(
-            crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
-            502,
-        )
-        .await;
+        let (fake, _) = outcome(s, 502).await;
         assert_eq!(fake.attempts(), 1);
     }
     // 409 / 422 / 400 pass through with the called service's body.
     for s in [400, 409, 422] {
-        let (_e, _fake, caller, token) = setup(vec![(s, None)], false, &[]).await;
-        let Problem { detail, .. } = assert_problem(
-            crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
-            s,
-        )
-        .await;
+        let (_fake, Problem { detail, .. }) = outcome(s, s).await;
         assert_eq!(detail, "fake");
     }
 }
@@ -232,13 +224,7 @@ async fn called_down_is_502_and_stuck_is_504_within_the_deadline() {
         502,
     )
     .await;
-    assert_problem(
-        reqwest::get(format!("{}/health/ready", caller.base))
-            .await
-            .expect("ready"),
-        503,
-    )
-    .await;
+    local::checks::assert_not_ready(&caller.base).await;
 
     let (_e, _fake, caller, token) =
         setup(vec![(201, None)], true, &[("CALL_TIMEOUT_MS", "600")]).await;

@@ -11,3 +11,15 @@ pub async fn post(base: &str, token: Option<&str>, body: &Value) -> Response {
     }
     req.send().await.expect("request")
 }
+
+/// `POST {base}/` with `body`, the bearer `token` and the idempotency key `key`.
+pub async fn post_keyed(base: &str, token: &str, key: &str, body: &Value) -> Response {
+    reqwest::Client::new()
+        .post(format!("{base}/"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("post")
+}

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use emulator::IdentityFault;
 use serde_json::json;
 
-use local::checks::{Problem, assert_problem};
+use local::checks::{Problem, assert_not_ready, assert_problem, until_created};
 use local::emu::Emu;
-use local::in_process::{spawn_called, spawn_caller, spawn_chain};
+use local::in_process::{Service, spawn_called, spawn_caller, spawn_chain};
 
 use crate::helpers::post;
 
@@ -44,70 +44,69 @@ async fn outage_after_a_token_was_cached_is_invisible() {
     );
 }
 
+/// The chain with the emulator's identity endpoint failing with `fault` from the start, the
+/// caller with `extra`: emulator, called, caller, and an end user's token for the caller.
+async fn with_fault(
+    fault: IdentityFault,
+    extra: &[(&str, &str)],
+) -> (Emu, Service, Service, String) {
+    let emu = Emu::start().await;
+    emu.emulator.set_identity_fault(fault);
+    let called = spawn_called(&emu, &[]).await;
+    let caller = spawn_caller(&emu, &called.base, extra).await;
+    let token = emu.user_token(&caller.base);
+    (emu, called, caller, token)
+}
+
+/// Posts every `pause` until the caller answers 201 (503 until then), within `within`.
+async fn recovers(caller: &Service, token: &str, what: &str, within: Duration, pause: Duration) {
+    let body = json!({"foo": "x"});
+    until_created(what, within, pause, || {
+        post(&caller.base, Some(token), &body)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_from_the_start_is_503_then_recovers_without_restart() {
-    let emu = Emu::start().await;
-    emu.emulator.set_identity_fault(IdentityFault::Unavailable);
-    let called = spawn_called(&emu, &[]).await;
-    let caller = spawn_caller(&emu, &called.base, &[]).await;
-    let token = emu.user_token(&caller.base);
+    let (emu, _called, caller, token) = with_fault(IdentityFault::Unavailable, &[]).await;
     let Problem { retry_after, .. } = assert_problem(
         post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
         503,
     )
     .await;
     assert!(retry_after.is_some(), "503 carries Retry-After");
-    assert_problem(
-        reqwest::get(format!("{}/health/ready", caller.base))
-            .await
-            .expect("ready"),
-        503,
+    assert_not_ready(&caller.base).await;
+    emu.emulator.set_identity_fault(IdentityFault::None);
+    recovers(
+        &caller,
+        &token,
+        "metadata server back",
+        Duration::from_secs(15),
+        Duration::from_millis(200),
     )
     .await;
-    emu.emulator.set_identity_fault(IdentityFault::None);
-    let start = Instant::now();
-    loop {
-        let res = post(&caller.base, Some(&token), &json!({"foo": "x"})).await;
-        if res.status() == 201 {
-            break;
-        }
-        assert_eq!(res.status(), 503);
-        assert!(start.elapsed() < Duration::from_secs(15), "did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bad_answer_is_followed_by_the_next_good_one() {
     for fault in [IdentityFault::ForbiddenOnce, IdentityFault::GarbageOnce] {
-        let emu = Emu::start().await;
-        emu.emulator.set_identity_fault(fault);
-        let called = spawn_called(&emu, &[]).await;
-        let caller = spawn_caller(&emu, &called.base, &[]).await;
-        let token = emu.user_token(&caller.base);
-        let start = Instant::now();
-        loop {
-            let res = post(&caller.base, Some(&token), &json!({"foo": "x"})).await;
-            if res.status() == 201 {
-                break;
-            }
-            assert_eq!(res.status(), 503, "{fault:?}");
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "{fault:?}: did not recover"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (_emu, _called, caller, token) = with_fault(fault, &[]).await;
+        recovers(
+            &caller,
+            &token,
+            &format!("{fault:?}"),
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+        )
+        .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_metadata_server_is_503_within_the_fetch_timeout() {
-    let emu = Emu::start().await;
-    emu.emulator.set_identity_fault(IdentityFault::Stall);
-    let called = spawn_called(&emu, &[]).await;
-    let caller = spawn_caller(&emu, &called.base, &[("TOKEN_FETCH_TIMEOUT_MS", "500")]).await;
-    let token = emu.user_token(&caller.base);
+    let (_emu, _called, caller, token) =
+        with_fault(IdentityFault::Stall, &[("TOKEN_FETCH_TIMEOUT_MS", "500")]).await;
     let start = Instant::now();
     assert_problem(
         post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
@@ -123,11 +122,7 @@ async fn a_stalled_metadata_server_is_503_within_the_fetch_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_never_forwarded() {
-    let emu = Emu::start().await;
-    emu.emulator.set_identity_fault(IdentityFault::Expired);
-    let called = spawn_called(&emu, &[]).await;
-    let caller = spawn_caller(&emu, &called.base, &[]).await;
-    let token = emu.user_token(&caller.base);
+    let (emu, called, caller, token) = with_fault(IdentityFault::Expired, &[]).await;
     for _ in 0..3 {
         assert_problem(
             post(&caller.base, Some(&token), &json!({"foo": "x"})).await,
@@ -135,18 +130,7 @@ async fn an_expired_token_is_never_forwarded() {
         )
         .await;
     }
-    let sa_token = emu
-        .emulator
-        .mint(&emu.sa(), &called.base, Duration::from_secs(60));
-    let page: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/entities", called.base))
-        .bearer_auth(sa_token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let page = called.get_as_sa(&emu, "/entities").await;
     assert_eq!(
         page["items"].as_array().expect("items").len(),
         0,

@@ -12,11 +12,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::time::Instant;
 
 use local::checks::assert_problem;
 use local::emu::{Emu, USER};
-use local::in_process::spawn_caller;
+use local::in_process::{Service, spawn_caller};
 
 /// What a fake `called` saw: the headers of every `POST /`, and how many `/health/live` hits.
 #[derive(Clone, Default)]
@@ -68,6 +67,39 @@ async fn spawn_recorder() -> (String, Seen) {
     (serve(app).await, seen)
 }
 
+/// A new emulator, the recorder as called, and the caller in front of it with `extra`: the
+/// emulator, what the recorder saw, the caller, and an end user's token for the caller.
+async fn behind_recorder(extra: &[(&str, &str)]) -> (Emu, Seen, Service, String) {
+    let emu = Emu::start().await;
+    let (called, seen) = spawn_recorder().await;
+    let caller = spawn_caller(&emu, &called, extra).await;
+    let token = emu.user_token(&caller.base);
+    (emu, seen, caller, token)
+}
+
+/// `POST {base}/` with `{"foo": "x"}` and `headers`.
+async fn post_with(base: &str, headers: &[(&str, String)]) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/"))
+        .json(&json!({"foo": "x"}));
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    req.send().await.expect("post")
+}
+
+/// [`post_with`] a bearer `token` and `forwarded` as the X-Forwarded-Authorization bearer.
+async fn post_forwarding(base: &str, token: &str, forwarded: &str) -> reqwest::Response {
+    post_with(
+        base,
+        &[
+            ("authorization", format!("Bearer {token}")),
+            ("x-forwarded-authorization", format!("Bearer {forwarded}")),
+        ],
+    )
+    .await
+}
+
 fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -76,21 +108,11 @@ fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_x_forwarded_authorization_is_replaced_by_the_verified_client_token() {
-    let emu = Emu::start().await;
-    let (called, seen) = spawn_recorder().await;
-    let caller = spawn_caller(&emu, &called, &[]).await;
-    let token = emu.user_token(&caller.base);
+    let (emu, seen, caller, token) = behind_recorder(&[]).await;
     let forged = emu
         .emulator
         .mint("ceo@example.com", &caller.base, Duration::from_secs(600));
-    let res = reqwest::Client::new()
-        .post(format!("{}/", caller.base))
-        .bearer_auth(&token)
-        .header("x-forwarded-authorization", format!("Bearer {forged}"))
-        .json(&json!({"foo": "x"}))
-        .send()
-        .await
-        .expect("post");
+    let res = post_forwarding(&caller.base, &token, &forged).await;
     assert_eq!(res.status(), 201);
     let posts = seen.posts();
     assert_eq!(posts.len(), 1);
@@ -111,27 +133,20 @@ async fn forged_x_forwarded_authorization_is_replaced_by_the_verified_client_tok
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_mode_forwards_the_token_cloud_run_checked() {
-    let emu = Emu::start().await;
-    let (called, seen) = spawn_recorder().await;
-    let caller = spawn_caller(
-        &emu,
-        &called,
-        &[("AUTH_MODE", "platform"), ("AUTH_PLATFORM_TRUSTED", "true")],
-    )
-    .await;
-    let token = emu.user_token(&caller.base);
+    let (emu, seen, caller, token) =
+        behind_recorder(&[("AUTH_MODE", "platform"), ("AUTH_PLATFORM_TRUSTED", "true")]).await;
     let other = emu
         .emulator
         .mint(USER, "https://elsewhere.example", Duration::from_secs(600));
-    let res = reqwest::Client::new()
-        .post(format!("{}/", caller.base))
-        .header("x-serverless-authorization", format!("bearer {token}"))
-        .header("authorization", format!("Bearer {other}"))
-        .header("x-forwarded-authorization", format!("Bearer {other}"))
-        .json(&json!({"foo": "x"}))
-        .send()
-        .await
-        .expect("post");
+    let res = post_with(
+        &caller.base,
+        &[
+            ("x-serverless-authorization", format!("bearer {token}")),
+            ("authorization", format!("Bearer {other}")),
+            ("x-forwarded-authorization", format!("Bearer {other}")),
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 201);
     let posts = seen.posts();
     assert!(
@@ -142,18 +157,8 @@ async fn platform_mode_forwards_the_token_cloud_run_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_off_forwards_no_end_user_token_even_a_client_supplied_one() {
-    let emu = Emu::start().await;
-    let (called, seen) = spawn_recorder().await;
-    let caller = spawn_caller(&emu, &called, &[("AUTH_MODE", "off")]).await;
-    let token = emu.user_token(&caller.base);
-    let res = reqwest::Client::new()
-        .post(format!("{}/", caller.base))
-        .bearer_auth(&token)
-        .header("x-forwarded-authorization", format!("Bearer {token}"))
-        .json(&json!({"foo": "x"}))
-        .send()
-        .await
-        .expect("post");
+    let (_emu, seen, caller, token) = behind_recorder(&[("AUTH_MODE", "off")]).await;
+    let res = post_forwarding(&caller.base, &token, &token).await;
     assert_eq!(res.status(), 201);
     let posts = seen.posts();
     assert!(posts[0].get("x-forwarded-authorization").is_none());
@@ -249,19 +254,8 @@ async fn hundred_anonymous_probes_cost_one_upstream_check() {
     let emu = Emu::start().await;
     let (called, seen) = spawn_recorder().await;
     let caller = spawn_caller(&emu, &called, &[]).await;
-    let client = reqwest::Client::new();
     let url = format!("{}/health/ready", caller.base);
-    let start = Instant::now();
-    let probes: Vec<_> = (0..100)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
-        })
-        .collect();
-    for p in probes {
-        assert_eq!(p.await.expect("join").expect("probe"), 200);
-    }
-    let elapsed = start.elapsed();
+    let elapsed = local::checks::probe_burst(&url, 100).await;
     // Checks are serialized and each result is served for about a second, so a burst lasting
     // `elapsed` costs at most one check per started second — not one per probe.
     let bound = 1 + elapsed.as_secs() as usize;

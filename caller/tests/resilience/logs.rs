@@ -2,7 +2,7 @@
 //! JSON. It fetches an ID token from the emulator and forwards it; clients send valid, forged,
 //! expired, misdirected and unauthorised tokens. No captured line holds any JWT.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -13,13 +13,6 @@ use local::in_process::spawn_called;
 
 use crate::helpers::caller_spec;
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_never_logs_a_token_even_at_trace_level() {
     let emu = Emu::start().await;
@@ -29,26 +22,14 @@ async fn caller_never_logs_a_token_even_at_trace_level() {
         .with("RUST_LOG", "trace")
         .with("LOG_FORMAT", "json")
         .capture();
-    let mut caller = Proc::start(&spec, port).await;
+    let caller = Proc::start(&spec, port).await;
     let audience = caller.base.clone();
     let good = emu.user_token(&audience);
-    let expired = emu.emulator.mint_with(json!({
-        "iss": "https://accounts.google.com", "aud": audience, "sub": "1", "email": USER,
-        "email_verified": true, "iat": now() - 7600, "exp": now() - 4000}));
-    let wrong_audience = emu.user_token("https://elsewhere.example");
-    let intruder = emu
-        .emulator
-        .mint("intruder@example.com", &audience, Duration::from_secs(600));
-    let mut tampered = good.clone();
-    let last = tampered.pop().expect("non-empty");
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let bad = emu.refused_tokens(USER, &audience, &good);
     // What caller forwards is minted by the emulator for called; any JWT is caught by `eyJ`.
-    let tokens = [&good, &expired, &wrong_audience, &intruder, &tampered];
+    let tokens = bad.all_with(&good);
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client");
+    let client = local::ready::client_with_timeout(Duration::from_secs(15));
     let base = &caller.base;
     let post = |token: &str, key: &str| {
         client
@@ -65,12 +46,7 @@ async fn caller_never_logs_a_token_even_at_trace_level() {
     assert_eq!(entity["caller"], emu.sa().as_str());
     assert_eq!(post(&good, "log-1").await.expect("replay").status(), 201);
     assert_eq!(post(&good, "log-2").await.expect("post").status(), 201);
-    for (token, status) in [
-        (&expired, 401),
-        (&wrong_audience, 401),
-        (&tampered, 401),
-        (&intruder, 403),
-    ] {
+    for (token, status) in bad.with_statuses() {
         assert_eq!(post(token, "log-3").await.expect("post").status(), status);
     }
     // A body error with a valid token, and a token sent where it does not belong.
@@ -89,9 +65,6 @@ async fn caller_never_logs_a_token_even_at_trace_level() {
         .expect("ready");
     assert_eq!(res.status(), 200);
 
-    caller.sigterm().await;
-    let (exit, _) = caller.wait_exit(Duration::from_secs(15)).await;
-    assert_eq!(exit.code(), Some(0));
-    let lines = caller.into_logs().await;
-    assert_no_tokens("caller", &lines, &tokens.map(String::as_str));
+    let lines = caller.stop_cleanly().await;
+    assert_no_tokens("caller", &lines, &tokens);
 }

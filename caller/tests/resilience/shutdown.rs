@@ -2,14 +2,13 @@
 //! its body. The request is still forwarded and answered 201, new connections are refused at
 //! once, idle connections are closed, and the process exits 0 within `SHUTDOWN_GRACE_MS`.
 
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
+use std::time::Duration;
 
 use local::child::{Proc, free_port};
+use local::drain;
 use local::emu::Emu;
 use local::in_process::spawn_called;
-use local::raw::{Raw, refused_within};
+use local::raw::Raw;
 
 use crate::helpers::caller_spec;
 
@@ -23,17 +22,7 @@ async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exi
     let mut caller = Proc::start(&spec, port).await;
     let token = emu.user_token(&caller.base);
 
-    let mut idle = Raw::connect(&caller.addr).await.expect("connect");
-    idle.send(format!("GET /health/live HTTP/1.1\r\nHost: {}\r\n\r\n", caller.addr).as_bytes())
-        .await
-        .expect("send");
-    assert_eq!(
-        idle.read_response(Duration::from_secs(5))
-            .await
-            .expect("live")
-            .status,
-        200
-    );
+    let idle = drain::idle_connection(&caller.addr).await;
     // 100 Continue comes after authentication: the request is admitted and in its handler.
     let body = br#"{"foo":"sent across SIGTERM","n":1}"#;
     let half = body.len() / 2;
@@ -49,48 +38,16 @@ async fn sigterm_lets_a_half_sent_request_finish_refuses_new_connections_and_exi
     .await;
     slow.send(&body[..half]).await.expect("first half");
 
-    caller.sigterm().await;
-    let signalled = Instant::now();
-    let refused_after = refused_within(&caller.addr, Duration::from_secs(2)).await;
-    let (idle_closed_after, _) = idle
-        .closed_within(Duration::from_secs(2))
-        .await
-        .expect("the idle connection is closed at once");
-
-    slow.send(&body[half..]).await.expect("second half");
-    let res = slow
-        .read_response(Duration::from_secs(10))
-        .await
-        .expect("the in-flight request is answered");
-    assert_eq!(res.status, 201, "{}", String::from_utf8_lossy(&res.body));
+    let term = drain::sigterm(&caller, idle).await;
+    let res = drain::finish_created(&mut slow, &body[half..], Duration::from_secs(10)).await;
     let entity = res.json();
     assert_eq!(entity["caller"], emu.sa().as_str());
     assert_eq!(entity["body"]["bar"], "sent across SIGTERM");
-    let (exit, _) = caller.wait_exit(grace + Duration::from_secs(2)).await;
-    let exited_after = signalled.elapsed();
-    assert_eq!(exit.code(), Some(0), "exit status after SIGTERM");
-    assert!(
-        exited_after < grace,
-        "drained and exited in {exited_after:?}, within SHUTDOWN_GRACE_MS"
-    );
+    let exited_after = term.exits_zero_within(&mut caller, grace).await;
 
     // The forwarded write is in called's store.
     let id = entity["id"].as_str().expect("id");
-    let stored: Value = reqwest::Client::new()
-        .get(format!("{}/entities/{id}", called.base))
-        .bearer_auth(
-            emu.emulator
-                .mint(&emu.sa(), &called.base, Duration::from_secs(60)),
-        )
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let stored = called.get_as_sa(&emu, &format!("/entities/{id}")).await;
     assert_eq!(stored, entity);
-    local::checks::loud(&format!(
-        "caller SIGTERM: refused new connections after {refused_after:?}, closed the idle one \
-         after {idle_closed_after:?}, exited 0 after {exited_after:?}"
-    ));
+    term.report("caller", exited_after);
 }
