@@ -142,30 +142,30 @@ pub struct Verdict {
     pub met: bool,
 }
 
-/// The issue's targets checked against the chain and the floor of this run.
+/// The performance issue's targets (issue 15) checked against the chain and the floor of this run.
 /// `called_starts` are extra start-to-ready samples of `called` with a fresh SQLite file.
 pub fn verdicts(chain: &Scenario, floor: &Scenario, called_starts: &[Duration]) -> Vec<Verdict> {
     let mut v = Vec::new();
     let ratio = chain.wrk.throughput() / floor.wrk.throughput().max(f64::MIN_POSITIVE);
     v.push(Verdict {
-        target: "throughput ≥ 60 % of the floor".into(),
+        target: "throughput ≥ 45 % of the floor (stretch: 60 %)".into(),
         measured: format!(
             "{:.0} / {:.0} req/s = {:.0} %",
             chain.wrk.throughput(),
             floor.wrk.throughput(),
             ratio * 100.0
         ),
-        met: ratio >= 0.6,
+        met: ratio >= 0.45,
     });
     let p99 = chain.wrk.p99_us as f64 / (floor.wrk.p99_us.max(1)) as f64;
     v.push(Verdict {
-        target: "p99 ≤ 3 × the floor's p99".into(),
+        target: "p99 ≤ 2 × the floor's p99".into(),
         measured: format!(
             "{} / {} ms = {p99:.2} ×",
             ms(chain.wrk.p99_us),
             ms(floor.wrk.p99_us)
         ),
-        met: p99 <= 3.0,
+        met: p99 <= 2.0,
     });
     v.push(Verdict {
         target: "zero errors".into(),
@@ -201,13 +201,13 @@ pub fn verdicts(chain: &Scenario, floor: &Scenario, called_starts: &[Duration]) 
             .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
             .collect();
         v.push(Verdict {
-            target: "called (SQLite) start → first 200 on /health/ready ≤ 100 ms".into(),
+            target: "called (SQLite) start → first 200 on /health/ready ≤ 20 ms".into(),
             measured: format!(
                 "median {:.1} ms of [{}]",
                 median.as_secs_f64() * 1000.0,
                 list.join(", ")
             ),
-            met: *median <= Duration::from_millis(100),
+            met: *median <= Duration::from_millis(20),
         });
     }
     v
@@ -262,7 +262,7 @@ mod tests {
         let floor = scenario("floor", 1000, 10_000, 8_000);
         let good = scenario("chain", 700, 20_000, 20_000);
         assert!(verdicts(&good, &floor, &[]).iter().all(|v| v.met));
-        let bad = scenario("chain", 500, 40_000, 40_000);
+        let bad = scenario("chain", 400, 40_000, 40_000);
         let failed: Vec<_> = verdicts(&bad, &floor, &[])
             .into_iter()
             .filter(|v| !v.met)

@@ -715,7 +715,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
             chain.cpu_us_per_req() / floor.cpu_us_per_req().max(f64::MIN_POSITIVE),
         );
         println!(
-            "## Targets (issue 6)\n\n{}",
+            "## Targets (issue 15)\n\n{}",
             report::verdict_table(&report::verdicts(chain, floor, &starts))
         );
     }
