@@ -115,9 +115,11 @@ async fn a_stalled_body_gets_503_at_the_request_timeout_and_frees_its_permit() {
     with_expect.send(b"{\"bar\":").await.expect("a few bytes");
     let mut without = Raw::stalled_post(&called.addr, 100).await;
 
-    // They hold both permits for now... (poll: the second one is admitted asynchronously)
+    // They hold both permits for now... (poll: the second one is admitted asynchronously, and
+    // later still when other tests load the machine; the stalled uploads hold their permits
+    // for REQUEST_TIMEOUT_MS after admission, so polling longer cannot miss them)
     let mut saw_limit = false;
-    for _ in 0..20 {
+    for _ in 0..80 {
         let res = post().await.expect("post");
         if res.status() == 503 {
             saw_limit = true;
