@@ -190,7 +190,10 @@ code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$caller
 say "POST / without a token: 401"
 
 for c in "$called_name" "$caller_name"; do
-  podman logs "$c" 2>&1 | head -n 5 | python3 -c '
+  # Into a file first: `podman logs | head` under pipefail fails whenever head closes the pipe
+  # before podman has written everything (SIGPIPE), which more log lines make likelier.
+  podman logs "$c" >"$work/$c.log" 2>&1
+  head -n 5 "$work/$c.log" | python3 -c '
 import json, sys
 lines = [l for l in sys.stdin if l.strip()]
 assert lines, "no log lines"
