@@ -59,8 +59,8 @@ if need inferno-collapse-perf && need inferno-flamegraph; then
   perf script -i "$out/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph >"$out/flamegraph.svg"
   echo "flame graph: $out/flamegraph.svg"
 fi
-grep -E "^# (Samples|Event count)" "$out/perf-report.txt" | head -2
+grep -E "^# (Samples|Event count)" "$out/perf-report.txt" | sed -n '1,2p'
 echo "top of the profile (self time, by process / library / symbol):"
-grep -vE '^#|^$' "$out/perf-report.txt" | head -40
+grep -vE '^#|^$' "$out/perf-report.txt" | sed -n '1,40p'
 echo
 echo "full reports: $out/perf-report.txt, $out/perf-callers.txt; the run: $out/profile-run.md"
