@@ -78,7 +78,7 @@ const VERIFIED_CAPACITY: usize = 1024;
 /// A token whose signature was checked, and the key that checked it (published under `kid`).
 struct Verified {
     claims: Arc<Claims>,
-    kid: Box<str>,
+    kid: Arc<str>,
     key: Arc<VerificationKey>,
 }
 
@@ -243,7 +243,7 @@ impl Verifier {
     }
 
     /// What verified `token` before, if it did: its kid, the key and the claims.
-    fn remembered(&self, token: &str) -> Option<(Box<str>, Arc<VerificationKey>, Arc<Claims>)> {
+    fn remembered(&self, token: &str) -> Option<(Arc<str>, Arc<VerificationKey>, Arc<Claims>)> {
         let verified = self.verified.read().unwrap_or_else(PoisonError::into_inner);
         let hit = verified.get(token)?;
         Some((hit.kid.clone(), hit.key.clone(), hit.claims.clone()))
