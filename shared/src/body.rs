@@ -10,10 +10,6 @@ use serde_json::{Map, Value};
 
 use crate::problem::Problem;
 
-/// A request body that is a JSON object. Rejections are [`Problem`]s.
-#[derive(Debug, Clone)]
-pub struct JsonObject(pub Map<String, Value>);
-
 /// Whether `content-type` names JSON (`application/json` or `application/*+json`).
 pub fn is_json_content_type(value: &str) -> bool {
     let essence = value
@@ -68,7 +64,7 @@ fn has_nul(v: &Value) -> bool {
     }
 }
 
-/// The checks both JSON extractors share, in order: a JSON `content-type` (else 415), then the
+/// The checks before parsing, in order: a JSON `content-type` (else 415), then the
 /// whole body within the limit (else 413) and readable (else 400).
 async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
     let ct = req
@@ -92,15 +88,6 @@ async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Pr
             ))
         }
     })
-}
-
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = json_bytes(req, state).await?;
-        parse_object(&bytes).map(JsonObject)
-    }
 }
 
 /// A request body that is a JSON object, kept exactly: `raw` is the received text with only the
