@@ -11,9 +11,11 @@
 
 use std::time::Duration;
 
+use crate::hop::{HopClient, USER_AGENT};
 use crate::token::{IdToken, TokenCache, TokenError};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
+use http_body_util::Full;
 use tokio::time::Instant;
 use url::Url;
 
@@ -38,7 +40,11 @@ pub struct Outgoing {
 
 /// The `X-Forwarded-Authorization` header (ESPv2 / API Gateway's name for the end user's
 /// original token).
-pub const X_FORWARDED_AUTHORIZATION: &str = "x-forwarded-authorization";
+pub const X_FORWARDED_AUTHORIZATION: HeaderName =
+    HeaderName::from_static("x-forwarded-authorization");
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// `Bearer <token>` as a sensitive header value; `None` if the token is not a valid value
 /// (it came from a header, so it always is).
@@ -62,8 +68,10 @@ pub struct Upstream {
 /// Forwards requests to `CALLED_URL` (injected, so tests point it at local servers).
 #[derive(Clone)]
 pub struct Forwarder {
-    http: reqwest::Client,
+    hop: HopClient,
     target: Url,
+    /// `target` as a request URI, parsed once.
+    uri: Uri,
     tokens: TokenCache,
     timeout: Duration,
     max_attempts: u32,
@@ -87,26 +95,32 @@ enum Attempt {
 }
 
 impl Forwarder {
-    /// Builds a forwarder to `POST {base}/`.
+    /// Builds a forwarder to `POST {base}/` over `hop`.
+    ///
+    /// # Errors
+    /// When `base` is not a valid request URI (a `CALLED_URL` that passed config validation
+    /// always is).
     pub fn new(
-        http: reqwest::Client,
+        hop: HopClient,
         base: &Url,
         tokens: TokenCache,
         timeout: Duration,
         max_attempts: u32,
-    ) -> Self {
+    ) -> Result<Self, http::uri::InvalidUri> {
         let mut target = base.clone();
         if !target.path().ends_with('/') {
             let p = format!("{}/", target.path());
             target.set_path(&p);
         }
-        Self {
-            http,
+        let uri = target.as_str().parse()?;
+        Ok(Self {
+            hop,
             target,
+            uri,
             tokens,
             timeout,
             max_attempts: max_attempts.max(1),
-        }
+        })
     }
 
     /// The token cache in use.
@@ -120,7 +134,9 @@ impl Forwarder {
     }
 
     /// Forwards with retries inside the total deadline.
-    #[tracing::instrument(skip_all, fields(attempts = tracing::field::Empty))]
+    // A debug-level span: at `info` (Cloud Run's level) the request span alone gives context, and
+    // no second span is created per request.
+    #[tracing::instrument(level = "debug", skip_all, fields(attempts = tracing::field::Empty))]
     pub async fn forward(&self, out: &Outgoing) -> Result<Upstream, Error> {
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0;
@@ -135,8 +151,7 @@ impl Forwarder {
             if remaining.is_zero() {
                 return Err(self.no_token(TokenError::Timeout(self.timeout)));
             }
-            let outcome =
-                tokio::time::timeout(remaining, self.attempt(out, &token, remaining)).await;
+            let outcome = tokio::time::timeout(remaining, self.attempt(out, &token)).await;
             let (failure, after, pass_through) = match outcome {
                 Err(_) => return Err(Error::Deadline),
                 Ok(Err(e)) => return Err(e),
@@ -184,59 +199,55 @@ impl Forwarder {
         Error::NoToken(e, wait.as_secs_f64().ceil().max(1.0) as u64)
     }
 
-    async fn attempt(
-        &self,
-        out: &Outgoing,
-        token: &IdToken,
-        remaining: Duration,
-    ) -> Result<Attempt, Error> {
-        let mut req = self
-            .http
-            .post(self.target.clone())
-            .timeout(remaining)
-            .header(header::AUTHORIZATION, format!("Bearer {}", token.value()))
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("idempotency-key", &out.idempotency_key)
-            .body(out.body.clone());
+    async fn attempt(&self, out: &Outgoing, token: &IdToken) -> Result<Attempt, Error> {
+        let mut req = Request::new(Full::new(out.body.clone()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        let h = req.headers_mut();
+        h.reserve(8);
+        let mut bearer = HeaderValue::try_from(format!("Bearer {}", token.value()))
+            .map_err(|_| Error::Upstream("the ID token is not a valid header value".into()))?;
+        bearer.set_sensitive(true);
+        h.insert(header::AUTHORIZATION, bearer);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::USER_AGENT, USER_AGENT);
+        h.insert(
+            IDEMPOTENCY_KEY,
+            HeaderValue::try_from(out.idempotency_key.as_str())
+                .map_err(|_| Error::Upstream("invalid Idempotency-Key".into()))?,
+        );
         for (name, value) in &out.propagated {
-            req = req.header(*name, value.clone());
+            h.insert(*name, value.clone());
         }
         if let Some(value) = &out.forwarded_authorization {
-            req = req.header(X_FORWARDED_AUTHORIZATION, value.clone());
+            h.insert(X_FORWARDED_AUTHORIZATION, value.clone());
         }
-        let res = match req.send().await {
+        let res = match self.hop.send(req).await {
             Ok(res) => res,
-            Err(e) if e.is_timeout() => return Err(Error::Deadline),
             Err(e) => {
                 return Ok(Attempt::Retry {
-                    failure: Error::Upstream(format!("transport: {}", without_url(&e))),
+                    failure: Error::Upstream(e.to_string()),
                     after: None,
                     pass_through: None,
                 });
             }
         };
-        let status = res.status();
+        let (parts, body) = res.into_parts();
+        let status = parts.status;
         let mut headers = HeaderMap::new();
-        for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-            if let Some(v) = res.headers().get(&name) {
+        for name in [
+            header::CONTENT_TYPE,
+            header::RETRY_AFTER,
+            IDEMPOTENT_REPLAYED,
+        ] {
+            if let Some(v) = parts.headers.get(&name) {
                 headers.insert(name, v.clone());
             }
         }
-        if let Some(v) = res.headers().get("idempotent-replayed") {
-            headers.insert("idempotent-replayed", v.clone());
-        }
-        let after = retry_after(res.headers());
-        let body = match res.bytes().await {
-            Ok(b) => b,
-            Err(e) if e.is_timeout() => return Err(Error::Deadline),
-            Err(e) => {
-                return Ok(Attempt::Retry {
-                    failure: Error::Upstream(format!("reading the answer: {}", without_url(&e))),
-                    after: None,
-                    pass_through: None,
-                });
-            }
-        };
+        let after = retry_after(&parts.headers);
         let up = Upstream {
             status,
             headers,
@@ -259,20 +270,6 @@ impl Forwarder {
             _ => Attempt::Done(up),
         })
     }
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(url) = e.url() {
-        s = s.replace(url.as_str(), "CALLED_URL");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// Full-jitter exponential backoff: 50 ms × 2^(n-1), capped at 2 s, randomised in [½, 1]×.

@@ -4,6 +4,7 @@
 //! - [`config`]: settings (`CALLED_URL`, token source, deadlines, auth) and `--help`.
 //! - [`routes`]: the handlers (`POST /`, health).
 //! - [`forward`]: the outbound call — token, headers, retries, deadline, outcome mapping.
+//! - [`hop`]: the lean pooled client the forward sends with (no redirects, rustls).
 //! - [`token`]: ID-token sources (metadata server, google-cloud-auth) under one cache.
 //! - [`openapi`]: the generated OpenAPI 3.1 document (`GET /openapi.json`).
 //! - [`error`]: the one error enum and its HTTP mapping.
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod hop;
 pub mod openapi;
 pub mod routes;
 pub mod token;
@@ -62,6 +64,9 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
     shared::server::with_common_layers(routes, &cfg.server)
 }
 
+/// TCP and TLS set-up bound of the hop to called (the shared client's, too).
+const HOP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Builds the token source, cache, forwarder and router. Starts fetching the first token in
 /// the background so the first request does not wait for it.
 pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, TokenCache)> {
@@ -80,13 +85,16 @@ pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, Tok
             ..CacheOptions::default()
         },
     );
+    let hop = hop::HopClient::new(HOP_CONNECT_TIMEOUT)
+        .map_err(|e| anyhow::anyhow!("cannot set up TLS for CALLED_URL: {e}"))?;
     let forwarder = Forwarder::new(
-        http.clone(),
+        hop,
         &cfg.called_url,
         tokens.clone(),
         cfg.call_timeout,
         cfg.call_max_attempts,
-    );
+    )
+    .map_err(|e| anyhow::anyhow!("CALLED_URL is not a valid request URI: {e}"))?;
     let auth = Authenticator::new(cfg.auth.clone(), http.clone());
     let warm = auth.clone();
     tokio::spawn(async move { warm.warm_up().await });

@@ -266,3 +266,52 @@ async fn hundred_anonymous_probes_cost_one_upstream_check() {
         "100 probes in {elapsed:?} cost {hits} upstream checks (at most {bound})"
     );
 }
+
+// ---- The hop's own client (caller::hop): TLS on https://, never a cleartext fallback. ----
+
+/// An `https://` CALLED_URL that answers in cleartext: the caller speaks TLS (its first bytes
+/// are a TLS handshake record), fails the handshake, and answers 502 — the request, its
+/// tokens and its body never cross the wire unencrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_called_url_never_sends_the_request_in_cleartext() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                if let Ok(n) = stream.read(&mut buf).await {
+                    sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+                }
+                // A plain-HTTP server's answer to whatever it got.
+                let _ = stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let emu = Emu::start().await;
+    let caller = spawn_caller(&emu, &format!("https://{addr}"), &[]).await;
+    let token = emu.user_token(&caller.base);
+    let res = post_with(
+        &caller.base,
+        &[("authorization", format!("Bearer {token}"))],
+    )
+    .await;
+    assert_problem(res, 502).await;
+    let bytes = received.lock().expect("lock").clone();
+    assert!(!bytes.is_empty(), "the caller never connected");
+    assert_eq!(
+        bytes[0], 0x16,
+        "the first byte is not a TLS handshake record"
+    );
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("POST"), "cleartext request on the wire");
+    assert!(!text.contains(&token), "cleartext token on the wire");
+}

@@ -1,0 +1,118 @@
+//! The one hop this service makes on every request: a pooled HTTP client to `CALLED_URL`,
+//! built directly on hyper's connection pool (`hyper_util`'s client) with rustls.
+//!
+//! Why not the shared `reqwest` client (which the token source, key set and readiness probe
+//! still use): on the hot path reqwest adds, per request, a redirect layer that re-parses the
+//! answer's URL (`url::Url::parse`, IDNA host processing), proxy matching, its own boxed
+//! request, body and timeout types and a second clone of the URL — about a fifth of this
+//! service's CPU per request in `bench/profile.sh` (`bench/RESULTS.md`). This client does
+//! only what the forward needs, with the same guarantees:
+//!
+//! - **no redirects** are followed (hyper's client never follows one; a 3xx is the caller's
+//!   502, see [`crate::forward`]);
+//! - TLS with rustls and the platform's certificate verifier — the same verifier and crypto
+//!   provider reqwest uses — with HTTP/2 offered by ALPN on `https://` (as reqwest does) and
+//!   HTTP/1.1 on `http://`;
+//! - `TCP_NODELAY`, a connect timeout, up to 256 idle pooled connections kept 50 s (the shared
+//!   client's pool settings);
+//! - the request's deadline is the caller's (`CALL_TIMEOUT_MS`), enforced around the whole
+//!   exchange by [`crate::forward::Forwarder`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_platform_verifier::BuilderVerifierExt;
+
+/// The `User-Agent` of every forward (the same as the shared client's).
+pub const USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("invoker/", env!("CARGO_PKG_VERSION")));
+
+/// A pooled client for the hop to the called service; cheap to clone.
+#[derive(Clone)]
+pub struct HopClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for HopClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HopClient").finish_non_exhaustive()
+    }
+}
+
+/// Why a forward got no answer (the connection failed, or was closed mid-answer).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HopError(String);
+
+impl HopClient {
+    /// A client whose connections time out after `connect_timeout` (TCP and TLS set-up).
+    ///
+    /// # Errors
+    /// When the platform's certificate verifier cannot be set up (no usable root store).
+    pub fn new(connect_timeout: Duration) -> Result<Self, rustls::Error> {
+        // The process's default provider when one was installed, else aws-lc-rs: the same
+        // choice reqwest makes, so both clients verify alike.
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_platform_verifier()?
+            .with_no_client_auth();
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(Self { client })
+    }
+
+    /// Sends `req` and reads the whole answer. Not bounded in time: the caller wraps it in
+    /// its deadline.
+    ///
+    /// # Errors
+    /// [`HopError`] with the transport failure (never the URL or a header).
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, HopError> {
+        let res = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| HopError(format!("transport: {}", chain(&e))))?;
+        let (parts, body) = res.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| HopError(format!("reading the answer: {}", chain(&e))))?
+            .to_bytes();
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
