@@ -68,12 +68,15 @@ where
         let listener = bind(cfg.listen_addr()).await?;
         run(cfg, listener).await
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "{name} failed");
             eprintln!("{name}: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // JSON log lines are written in batches: the last ones go out before the process ends.
+    crate::telemetry::flush();
+    code
 }

@@ -92,8 +92,7 @@ async fn observe(req: Request, next: Next) -> Response {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
-    )
-    .into_owned();
+    );
     // The last X-Forwarded-For entry is the one Cloud Run's front end appended; earlier ones
     // are whatever the client wrote.
     let remote_ip = headers

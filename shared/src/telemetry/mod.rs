@@ -8,10 +8,11 @@ use std::sync::OnceLock;
 use http::HeaderMap;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{ConfigError, Reader, Setting, Source};
 
@@ -106,9 +107,18 @@ pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
 static PROJECT: OnceLock<Option<String>> = OnceLock::new();
 
 /// Installs the global subscriber. A second call (tests) is a no-op.
+///
+/// `RUST_LOG` made only of `target=level` directives (the usual `info,sqlx=warn`) is applied
+/// with [`Targets`], which costs nothing per span; directives that name spans or fields
+/// (`[span{field}]=debug`) need [`EnvFilter`], which takes a lock on every span entry.
 pub fn init(cfg: &TelemetryConfig) {
     let _ = PROJECT.set(cfg.project.clone());
-    let filter = EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter: Box<dyn Layer<Registry> + Send + Sync> = match cfg.filter.parse::<Targets>() {
+        Ok(targets) => Box::new(targets),
+        Err(_) => {
+            Box::new(EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info")))
+        }
+    };
     let result = match cfg.format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
@@ -122,12 +132,38 @@ pub fn init(cfg: &TelemetryConfig) {
                     .with_writer(std::io::stderr),
             )
             .try_init(),
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(filter)
-            .with(CloudLoggingLayer)
-            .try_init(),
+        LogFormat::Json => {
+            flush_on_panic();
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(CloudLoggingLayer)
+                .try_init()
+        }
     };
     drop(result);
+}
+
+/// Writes every JSON log line still buffered to stdout (see [`sink`]). [`crate::binary::main`]
+/// calls it before the process exits; a panic calls it before the panic message.
+pub fn flush() {
+    if let Some(sink) = STDOUT.get() {
+        sink.flush();
+    }
+}
+
+fn flush_on_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush();
+        previous(info);
+    }));
+}
+
+/// The JSON lines' way to stdout, started with the first line.
+static STDOUT: OnceLock<sink::Sink> = OnceLock::new();
+
+fn stdout_sink() -> &'static sink::Sink {
+    STDOUT.get_or_init(|| sink::Sink::start(Box::new(std::io::stdout())))
 }
 
 /// For tests: logs only when `TEST_LOG` is set (text, `RUST_LOG` or `debug`).
@@ -276,7 +312,8 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// Fields named `http.*` become the `httpRequest` object on the request log line.
 ///
 /// Each line is written straight into a per-thread buffer — no `Value` tree, no map per event —
-/// because the request log runs on every request of both services.
+/// and handed to [`sink`], which writes lines to stdout in batches, because the request log
+/// runs on every request of both services.
 pub struct CloudLoggingLayer;
 
 impl<S> Layer<S> for CloudLoggingLayer
@@ -336,10 +373,12 @@ where
             let mut line = line.borrow_mut();
             line.clear();
             write_entry(&mut line, event.metadata(), &merged);
-            let _ = std::io::stdout().lock().write_all(&line);
+            stdout_sink().append(&line);
         });
     }
 }
+
+pub mod sink;
 
 thread_local! {
     /// The line being written, reused: a log line costs no allocation for its text.
