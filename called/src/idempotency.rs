@@ -23,7 +23,13 @@ pub fn body_hash(body: &RawValue) -> String {
     let mut canonical = Vec::with_capacity(body.get().len());
     write_canonical(body, &mut canonical);
     let digest = Sha256::digest(&canonical);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 fn write_canonical(v: &RawValue, out: &mut Vec<u8>) {

@@ -1,19 +1,24 @@
 //! Embedded SQLite store with group commit.
 //!
-//! One writer task owns the only writing connection. Inserts queue to it; it takes everything
-//! queued (up to `max_batch`), runs the inserts in one transaction and commits once
-//! (WAL, `synchronous=FULL`: the commit is on disk when it returns), then answers each request.
-//! A 201 is therefore only ever sent for a row in a committed, fsynced transaction, while
-//! concurrent requests share one fsync. Reads use a separate pool (WAL readers never block the
-//! writer).
+//! One writer thread owns the only writing connection (`rusqlite`, with cached prepared
+//! statements). Inserts queue to it; it takes everything queued (up to `max_batch`), runs the
+//! inserts in one transaction and commits once (WAL, `synchronous=FULL`: the commit is on disk
+//! when it returns), then answers each request. A 201 is therefore only ever sent for a row in
+//! a committed, fsynced transaction, while concurrent requests share one fsync. Migrations and
+//! reads use sqlx (a separate pool: WAL readers never block the writer).
+//!
+//! Why a thread of its own rather than sqlx for writes: sqlx's SQLite driver runs every
+//! statement on a worker thread of the connection and hops to it and back through channels,
+//! and binds through its own argument types; the writer here calls SQLite directly on the
+//! thread that owns the connection (`bench/RESULTS.md` has the before and after).
 
 use std::str::FromStr;
 use std::sync::Arc;
 
+use rusqlite::{OptionalExtension, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Entity, InsertOutcome, NewEntity, StoreError, StoreSettings, parse_body, parse_id};
@@ -32,7 +37,7 @@ enum Msg {
 pub struct SqliteStore {
     tx: mpsc::Sender<Msg>,
     pool: SqlitePool,
-    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 /// The file path inside a `sqlite://PATH` or `sqlite:PATH` URL.
@@ -71,14 +76,19 @@ impl SqliteStore {
             .run_direct(&mut conn)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        conn.close().await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(opts)
             .await?;
+        let writer_conn = open_writer(url, settings.acquire_timeout)?;
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = settings.max_batch.max(1);
-        let writer = tokio::spawn(write_loop(conn, rx, max_batch));
+        let writer = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(writer_conn, rx, max_batch))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(Self {
             tx,
             pool,
@@ -153,7 +163,7 @@ impl SqliteStore {
             let _ = wait.await;
         }
         if let Some(handle) = self.writer.lock().await.take() {
-            let _ = handle.await;
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         self.pool.close().await;
     }
@@ -174,11 +184,33 @@ fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity, StoreError> 
     })
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+/// The writer's connection: the same file and the same durability as the pool's
+/// (WAL, `synchronous=FULL`, a busy timeout, foreign keys).
+fn open_writer(
+    url: &str,
+    busy_timeout: std::time::Duration,
+) -> Result<rusqlite::Connection, StoreError> {
+    let unavailable = |e: rusqlite::Error| StoreError::Unavailable(format!("sqlite writer: {e}"));
+    let path = file_path(url).ok_or_else(|| {
+        StoreError::Unavailable(
+            "DATABASE_URL must name a SQLite file (an in-memory database would not survive a restart)".into(),
+        )
+    })?;
+    let conn = rusqlite::Connection::open(path).map_err(unavailable)?;
+    conn.busy_timeout(busy_timeout).map_err(unavailable)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(unavailable)?;
+    conn.set_prepared_statement_cache_capacity(8);
+    Ok(conn)
+}
+
+fn write_loop(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
     let mut batch: Vec<(NewEntity, Reply)> = Vec::with_capacity(max_batch);
     let mut closing = None;
     while closing.is_none() {
-        match rx.recv().await {
+        match rx.blocking_recv() {
             Some(Msg::Insert(new, reply)) => batch.push((*new, reply)),
             Some(Msg::Close(done)) => closing = Some(done),
             None => break,
@@ -191,29 +223,32 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, max
             }
         }
         if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch).await;
+            commit_batch(&mut conn, &mut batch);
         }
     }
     rx.close();
     // Anything that raced the close still gets an answer (never a silent drop).
-    while let Some(msg) = rx.recv().await {
+    while let Some(msg) = rx.blocking_recv() {
         if let Msg::Insert(_, reply) = msg {
             let _ = reply.send(Err(StoreError::Unavailable(
                 "the store is shutting down".into(),
             )));
         }
     }
-    let _ = conn.close().await;
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing the sqlite writer connection failed");
+    }
     if let Some(done) = closing {
         let _ = done.send(());
     }
 }
 
-#[tracing::instrument(skip_all, fields(batch = batch.len()))]
-async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<(NewEntity, Reply)>) {
-    match run_batch(conn, batch).await {
+#[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
+fn commit_batch(conn: &mut rusqlite::Connection, batch: &mut Vec<(NewEntity, Reply)>) {
+    match run_batch(conn, batch) {
         Ok(outcomes) => {
-            for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+            for ((new, reply), outcome) in batch.drain(..).zip(outcomes) {
+                let outcome = outcome.unwrap_or(InsertOutcome::Created(new.entity));
                 let _ = reply.send(Ok(outcome));
             }
         }
@@ -226,84 +261,91 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<(NewEntity, R
     }
 }
 
-/// Rows per multi-row INSERT (9 parameters each, far below SQLite's 32 766 limit).
-const CHUNK: usize = 128;
+/// One row; a row the unique index refuses is not inserted (and is looked up instead).
+const INSERT: &str = "INSERT INTO entities \
+     (id, created_at, caller, on_behalf_of, body, idem_scope, idem_user, idem_key, body_hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+     ON CONFLICT (idem_scope, idem_user, idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
 
-/// One transaction for the whole batch; one multi-row `INSERT … RETURNING id` per chunk (each
-/// statement is a round trip to sqlx's SQLite worker thread, so fewer statements means fewer
-/// thread wake-ups). Rows the unique index refused are looked up by key: replay or 422.
-async fn run_batch(
-    conn: &mut SqliteConnection,
+/// The row that holds a key, with its body hash.
+const BY_KEY: &str = "SELECT id, created_at, caller, on_behalf_of, body, body_hash FROM entities \
+     WHERE idem_scope = ?1 AND idem_user = ?2 AND idem_key = ?3";
+
+/// One transaction for the whole batch, one prepared (cached) INSERT per row: SQLite is
+/// called directly on this thread, so a statement costs no round trip. Rows the unique index
+/// refused are looked up by key: replay or 422. Any error rolls the whole batch back.
+/// `None` for a row inserted as it was sent (its entity is moved into the answer, not copied).
+fn run_batch(
+    conn: &mut rusqlite::Connection,
     batch: &[(NewEntity, Reply)],
-) -> Result<Vec<InsertOutcome>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
+) -> Result<Vec<Option<InsertOutcome>>, rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    for chunk in batch.chunks(CHUNK) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO entities \
-             (id, created_at, caller, on_behalf_of, body, idem_scope, idem_user, idem_key, body_hash) ",
-        );
-        insert.push_values(chunk, |mut row, (new, _)| {
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        let mut id = Uuid::encode_buffer();
+        for (new, _) in batch {
             let e = &new.entity;
             let idem = new.idempotency.as_ref();
-            row.push_bind(e.id.to_string())
-                .push_bind(e.created_at.clone())
-                .push_bind(e.caller.clone())
-                .push_bind(e.on_behalf_of.clone())
-                .push_bind(e.body.get().to_owned())
-                .push_bind(idem.map(|k| k.scope.clone()))
-                .push_bind(idem.map_or_else(String::new, |k| k.user.clone()))
-                .push_bind(idem.map(|k| k.key.clone()))
-                .push_bind(idem.map(|k| k.body_hash.clone()));
-        });
-        insert.push(
-            " ON CONFLICT (idem_scope, idem_user, idem_key) WHERE idem_key IS NOT NULL \
-             DO NOTHING RETURNING id",
-        );
-        let rows = insert.build().fetch_all(&mut *tx).await?;
-        let mut inserted = std::collections::HashSet::with_capacity(rows.len());
-        for r in &rows {
-            inserted.insert(r.try_get::<String, _>("id")?);
-        }
-        for (new, _) in chunk {
-            if inserted.contains(&new.entity.id.to_string()) {
-                outcomes.push(InsertOutcome::Created(new.entity.clone()));
+            let inserted = insert.execute(params![
+                &*e.id.hyphenated().encode_lower(&mut id),
+                e.created_at,
+                e.caller,
+                e.on_behalf_of,
+                e.body.get(),
+                idem.map(|k| k.scope.as_str()),
+                idem.map_or("", |k| k.user.as_str()),
+                idem.map(|k| k.key.as_str()),
+                idem.map(|k| k.body_hash.as_str()),
+            ])?;
+            outcomes.push(if inserted == 1 {
+                None
             } else {
-                outcomes.push(existing(&mut tx, new).await?);
-            }
+                Some(existing(&tx, new)?)
+            });
         }
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(outcomes)
 }
 
 /// The outcome for a row the unique index refused: the first entity (same body) or 422.
-async fn existing(
-    conn: &mut SqliteConnection,
+fn existing(
+    conn: &rusqlite::Connection,
     new: &NewEntity,
-) -> Result<InsertOutcome, sqlx::Error> {
+) -> Result<InsertOutcome, rusqlite::Error> {
     let Some(k) = new.idempotency.as_ref() else {
-        return Err(sqlx::Error::Protocol(
-            "insert without idempotency key stored nothing".into(),
-        ));
+        return Err(rusqlite::Error::QueryReturnedNoRows);
     };
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS}, body_hash FROM entities \
-         WHERE idem_scope = ? AND idem_user = ? AND idem_key = ?"
-    ))
-    .bind(&k.scope)
-    .bind(&k.user)
-    .bind(&k.key)
-    .fetch_one(&mut *conn)
-    .await?;
-    let hash: Option<String> = row.try_get("body_hash")?;
+    let mut stmt = conn.prepare_cached(BY_KEY)?;
+    let row = stmt
+        .query_row(params![k.scope, k.user, k.key], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, created_at, caller, on_behalf_of, body, hash)) = row else {
+        return Err(rusqlite::Error::QueryReturnedNoRows);
+    };
     if hash.as_deref() != Some(k.body_hash.as_str()) {
         return Ok(InsertOutcome::KeyReused);
     }
-    match entity_from_row(&row) {
-        Ok(first) => Ok(InsertOutcome::Replayed(first)),
-        Err(err) => Err(sqlx::Error::Protocol(err.to_string())),
-    }
+    let corrupt = |e: StoreError| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    };
+    Ok(InsertOutcome::Replayed(Entity {
+        id: parse_id(&id).map_err(corrupt)?,
+        created_at,
+        caller,
+        on_behalf_of,
+        body: parse_body(body).map_err(corrupt)?,
+    }))
 }
 
 #[cfg(test)]
