@@ -1,9 +1,13 @@
 //! The common layers every service's routes run behind.
 //!
-//! Layers, outermost first: request id (`X-Request-Id`, generated when absent, echoed back) →
-//! request span and access log → load shedding (503 + `Retry-After` beyond
-//! `MAX_CONCURRENT_REQUESTS`, health routes exempt), early 413 on `Content-Length`, and a
-//! whole-request timeout → body limit → the service's routes → 404/405 problem fallbacks.
+//! In order: request id (`X-Request-Id`, generated when absent, echoed back) → request span and
+//! access log → early 413 on `Content-Length`, load shedding (503 + `Retry-After` beyond
+//! `MAX_CONCURRENT_REQUESTS`, health routes exempt) and a whole-request timeout → body limit →
+//! the service's routes → 404/405 problem fallbacks.
+//!
+//! The first three are one middleware, [`front`]: every request passes through it, and one
+//! layer costs one boxed future and one `Next` where four layers cost four
+//! (`bench/RESULTS.md`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +17,9 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use http::HeaderValue;
+use http::header::HeaderName;
 use tokio::sync::Semaphore;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
 use crate::body::too_large;
@@ -40,13 +45,34 @@ pub fn with_common_layers(router: Router, cfg: &ServerConfig) -> Router {
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(middleware::from_fn_with_state(limits, guard))
-        .layer(middleware::from_fn(observe))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn_with_state(limits, front))
 }
 
-async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
+/// `X-Request-Id`.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every request's way in: its id (the client's `X-Request-Id`, else a new UUID, passed to the
+/// routes and echoed on the answer), its span and request log line, then [`guard`].
+async fn front(State(limits): State<Arc<Limits>>, mut req: Request, next: Next) -> Response {
+    let request_id = match req.headers().get(&X_REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let id =
+                HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
+                    .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+            req.headers_mut().insert(X_REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let mut res = observe(limits, req, next).await;
+    if !res.headers().contains_key(&X_REQUEST_ID) {
+        res.headers_mut().insert(X_REQUEST_ID, request_id);
+    }
+    res
+}
+
+async fn guard(limits: Arc<Limits>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -83,7 +109,7 @@ async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> R
     }
 }
 
-async fn observe(req: Request, next: Next) -> Response {
+async fn observe(limits: Arc<Limits>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let headers = req.headers();
     // Header values are escaped before they reach a log line (see `telemetry::escape_control`).
@@ -135,7 +161,7 @@ async fn observe(req: Request, next: Next) -> Response {
     if let Some(ip) = remote_ip.as_deref() {
         span.record("http.remote_ip", ip);
     }
-    let res = next.run(req).instrument(span.clone()).await;
+    let res = guard(limits, req, next).instrument(span.clone()).await;
     let status = res.status().as_u16();
     let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     span.in_scope(|| {
