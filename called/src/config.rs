@@ -4,7 +4,10 @@ use shared::auth::{AuthConfig, ForwardedConfig, PrincipalPattern};
 use shared::config::{ConfigError, Reader, ServerConfig, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
 
-use crate::store::{StoreError, StoreSettings, is_postgres_url, pg_connect_options, redact_url};
+use crate::store::{
+    StoreError, StoreSettings, is_postgres_url, pg_connect_options, redact_url,
+    sqlite_database_file,
+};
 
 /// Everything `called` reads from its environment. `Debug` redacts the database password.
 #[derive(Clone)]
@@ -169,6 +172,13 @@ impl Config {
             statement_timeout: r.millis(&Self::DATABASE_STATEMENT_TIMEOUT_MS, 10, 3_600_000)?,
             ..StoreSettings::default()
         };
+        if !postgres && let Err(reason) = sqlite_database_file(&database_url) {
+            return Err(ConfigError::invalid(
+                Self::DATABASE_URL.name,
+                redact_url(&database_url),
+                reason,
+            ));
+        }
         if postgres
             && let Err(StoreError::Unavailable(reason) | StoreError::Corrupt(reason)) =
                 pg_connect_options(&database_url, &store)
@@ -234,6 +244,14 @@ mod tests {
             src = src.with(k, *v);
         }
         Config::from_source(&src)
+    }
+
+    #[test]
+    fn a_sqlite_url_that_cannot_hold_acknowledged_rows_is_refused() {
+        for url in ["sqlite::memory:", "sqlite://data/x.db?mode=ro"] {
+            let e = parse(&[("DATABASE_URL", url)]).expect_err(url);
+            assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+        }
     }
 
     #[test]

@@ -227,6 +227,8 @@ impl Forwarder {
         }
         let res = match self.hop.send(req).await {
             Ok(res) => res,
+            // As before with reqwest: a connect timeout ends the forward as the deadline (504).
+            Err(e) if e.timed_out() => return Err(Error::Deadline),
             Err(e) => {
                 return Ok(Attempt::Retry {
                     failure: Error::Upstream(e.to_string()),

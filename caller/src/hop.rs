@@ -13,21 +13,25 @@
 //! - TLS with rustls and the platform's certificate verifier — the same verifier and crypto
 //!   provider reqwest uses — with HTTP/2 offered by ALPN on `https://` (as reqwest does) and
 //!   HTTP/1.1 on `http://`;
-//! - `TCP_NODELAY`, a connect timeout, up to 256 idle pooled connections kept 50 s (the shared
+//! - `TCP_NODELAY`, one timeout over connecting (DNS, TCP and the TLS handshake together, as
+//!   reqwest's `connect_timeout`), up to 256 idle pooled connections kept 50 s (the shared
 //!   client's pool settings);
 //! - the request's deadline is the caller's (`CALL_TIMEOUT_MS`), enforced around the whole
 //!   exchange by [`crate::forward::Forwarder`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_platform_verifier::BuilderVerifierExt;
 
 /// The `User-Agent` of every forward (the same as the shared client's).
@@ -37,7 +41,7 @@ pub const USER_AGENT: HeaderValue =
 /// A pooled client for the hop to the called service; cheap to clone.
 #[derive(Clone)]
 pub struct HopClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<Bounded, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for HopClient {
@@ -48,8 +52,38 @@ impl std::fmt::Debug for HopClient {
 
 /// Why a forward got no answer (the connection failed, or was closed mid-answer).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HopError(String);
+#[error("{message}")]
+pub struct HopError {
+    message: String,
+    timed_out: bool,
+}
+
+impl HopError {
+    fn new(context: &str, e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = format!("{context}: {e}");
+        let mut timed_out = false;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(inner) = source {
+            if inner
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                timed_out = true;
+            }
+            if !std::ptr::addr_eq(inner, e) {
+                message.push_str(": ");
+                message.push_str(&inner.to_string());
+            }
+            source = inner.source();
+        }
+        Self { message, timed_out }
+    }
+
+    /// Whether connecting timed out (the forward answers it as the deadline, 504).
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+}
 
 impl HopClient {
     /// A client whose connections time out after `connect_timeout` (TCP and TLS set-up).
@@ -70,11 +104,14 @@ impl HopClient {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(tcp);
+        let connector = Bounded {
+            inner: hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(tcp),
+            timeout: connect_timeout,
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(50))
             .pool_max_idle_per_host(256)
@@ -94,25 +131,49 @@ impl HopClient {
             .client
             .request(req)
             .await
-            .map_err(|e| HopError(format!("transport: {}", chain(&e))))?;
+            .map_err(|e| HopError::new("transport", &e))?;
         let (parts, body) = res.into_parts();
         let body = body
             .collect()
             .await
-            .map_err(|e| HopError(format!("reading the answer: {}", chain(&e))))?
+            .map_err(|e| HopError::new("reading the answer", &e))?
             .to_bytes();
         Ok(Response::from_parts(parts, body))
     }
 }
 
-/// An error and its sources, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The TLS connector with one bound over DNS, TCP and the TLS handshake (`HttpConnector`'s own
+/// timeout covers only TCP `connect`). One boxed future per new connection, not per request.
+#[derive(Clone)]
+struct Bounded {
+    inner: HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+type Stream = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+
+impl tower::Service<Uri> for Bounded {
+    type Response = Stream;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Stream, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
     }
-    s
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(result) => result,
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting timed out after {} ms", timeout.as_millis()),
+                )) as BoxError),
+            }
+        })
+    }
 }

@@ -68,6 +68,8 @@ where
         let listener = bind(cfg.listen_addr()).await?;
         run(cfg, listener).await
     });
+    // Tasks still running log until the runtime is gone; then the last lines are flushed.
+    drop(runtime);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

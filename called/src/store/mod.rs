@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 pub use postgres::{PgStore, connect_options as pg_connect_options, is_postgres_url};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, database_file as sqlite_database_file};
 
 /// A stored entity, as returned to clients.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -40,27 +40,48 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
-/// The file path inside a `sqlite://PATH` or `sqlite:PATH` URL.
-fn file_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && path != ":memory:").then_some(path)
+/// The database file a `sqlite://PATH` or `sqlite:PATH` URL names, exactly as sqlx reads it
+/// (percent-decoded), so the writer thread and sqlx's readers open the same file.
+///
+/// # Errors
+/// A reason when the URL cannot hold acknowledged rows in one shared file: an in-memory
+/// database (lost at restart, and never shared between the writer and the readers), or a
+/// parameter that makes the file read-only, immutable or served by another VFS. Only `mode=rw`,
+/// `mode=rwc` and `cache=…` are accepted.
+pub fn database_file(url: &str) -> Result<std::path::PathBuf, String> {
+    let opts = SqliteConnectOptions::from_str(url).map_err(|e| format!("not a SQLite URL: {e}"))?;
+    let (location, query) = url.split_once('?').unwrap_or((url, ""));
+    if location.ends_with(":memory:") {
+        return Err(IN_MEMORY.into());
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("mode", "rw" | "rwc") | ("cache", _) => {}
+            ("mode", "memory") => return Err(IN_MEMORY.into()),
+            (name, value) => {
+                return Err(format!(
+                    "the parameter {name}={value} is not supported: the store needs one writable file (accepted: mode=rw, mode=rwc, cache=…)"
+                ));
+            }
+        }
+    }
+    let path = opts.get_filename();
+    if path.as_os_str().is_empty() {
+        return Err("the URL names no file (expected sqlite://PATH)".into());
+    }
+    Ok(path.to_path_buf())
 }
+
+const IN_MEMORY: &str = "an in-memory SQLite database would lose every acknowledged row at restart (expected sqlite://PATH)";
 
 impl SqliteStore {
     /// Opens (creating the file and its folder), migrates, and starts the writer.
     pub async fn open(url: &str, settings: &StoreSettings) -> Result<Self, StoreError> {
-        if let Some(parent) = file_path(url)
-            .and_then(|p| std::path::Path::new(p).parent())
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
+        let file = database_file(url).map_err(StoreError::Unavailable)?;
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid sqlite URL: {e}")))?
@@ -82,7 +103,7 @@ impl SqliteStore {
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(opts)
             .await?;
-        let writer_conn = open_writer(url, settings.acquire_timeout)?;
+        let writer_conn = open_writer(&file, settings.acquire_timeout)?;
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = settings.max_batch.max(1);
         let writer = std::thread::Builder::new()
@@ -187,15 +208,10 @@ fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity, StoreError> 
 /// The writer's connection: the same file and the same durability as the pool's
 /// (WAL, `synchronous=FULL`, a busy timeout, foreign keys).
 fn open_writer(
-    url: &str,
+    path: &std::path::Path,
     busy_timeout: std::time::Duration,
 ) -> Result<rusqlite::Connection, StoreError> {
     let unavailable = |e: rusqlite::Error| StoreError::Unavailable(format!("sqlite writer: {e}"));
-    let path = file_path(url).ok_or_else(|| {
-        StoreError::Unavailable(
-            "DATABASE_URL must name a SQLite file (an in-memory database would not survive a restart)".into(),
-        )
-    })?;
     let conn = rusqlite::Connection::open(path).map_err(unavailable)?;
     conn.busy_timeout(busy_timeout).map_err(unavailable)?;
     conn.execute_batch(
@@ -253,7 +269,7 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: &mut Vec<(NewEntity, Rep
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, "batch insert failed; nothing in it was committed");
+            tracing::error!(error = %e, batch = batch.len(), "batch insert failed; nothing in it was committed");
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
             }
@@ -350,12 +366,37 @@ fn existing(
 
 #[cfg(test)]
 mod tests {
-    use super::file_path;
+    use super::database_file;
+    use std::path::PathBuf;
 
     #[test]
     fn paths() {
-        assert_eq!(file_path("sqlite://data/called.db"), Some("data/called.db"));
-        assert_eq!(file_path("sqlite:///tmp/x.db?mode=rwc"), Some("/tmp/x.db"));
-        assert_eq!(file_path("sqlite::memory:"), None);
+        let ok = |url: &str| database_file(url).expect(url);
+        assert_eq!(
+            ok("sqlite://data/called.db"),
+            PathBuf::from("data/called.db")
+        );
+        assert_eq!(
+            ok("sqlite:///tmp/x.db?mode=rwc"),
+            PathBuf::from("/tmp/x.db")
+        );
+        // Percent-decoded as sqlx does: the writer and the readers open one file.
+        assert_eq!(
+            ok("sqlite:///tmp/my%20db.db"),
+            PathBuf::from("/tmp/my db.db")
+        );
+    }
+
+    #[test]
+    fn urls_that_cannot_hold_acknowledged_rows_are_refused() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://data/x.db?mode=memory",
+            "sqlite://data/x.db?mode=ro",
+            "sqlite://data/x.db?immutable=true",
+            "sqlite://data/x.db?vfs=unix-none",
+        ] {
+            assert!(database_file(url).is_err(), "{url} accepted");
+        }
     }
 }

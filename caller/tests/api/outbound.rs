@@ -315,3 +315,39 @@ async fn https_called_url_never_sends_the_request_in_cleartext() {
     assert!(!text.contains("POST"), "cleartext request on the wire");
     assert!(!text.contains(&token), "cleartext token on the wire");
 }
+
+/// A `CALLED_URL` that accepts TCP and never completes the TLS handshake: the hop's 5 s connect
+/// bound (DNS, TCP and TLS together) ends the forward as 504, long before `CALL_TIMEOUT_MS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_tls_handshake_is_bounded_by_the_connect_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream); // accepted, never answered
+        }
+    });
+    let emu = Emu::start().await;
+    let caller = spawn_caller(
+        &emu,
+        &format!("https://{addr}"),
+        &[("CALL_TIMEOUT_MS", "30000")],
+    )
+    .await;
+    let token = emu.user_token(&caller.base);
+    let started = std::time::Instant::now();
+    let res = post_with(
+        &caller.base,
+        &[("authorization", format!("Bearer {token}"))],
+    )
+    .await;
+    assert_problem(res, 504).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "ended by the 30 s call deadline, not the 5 s connect bound: {:?}",
+        started.elapsed()
+    );
+}

@@ -113,9 +113,9 @@ static PROJECT: OnceLock<Option<String>> = OnceLock::new();
 /// (`[span{field}]=debug`) need [`EnvFilter`], which takes a lock on every span entry.
 pub fn init(cfg: &TelemetryConfig) {
     let _ = PROJECT.set(cfg.project.clone());
-    let filter: Box<dyn Layer<Registry> + Send + Sync> = match cfg.filter.parse::<Targets>() {
-        Ok(targets) => Box::new(targets),
-        Err(_) => {
+    let filter: Box<dyn Layer<Registry> + Send + Sync> = match plain_targets(&cfg.filter) {
+        Some(targets) => Box::new(targets),
+        None => {
             Box::new(EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info")))
         }
     };
@@ -141,6 +141,17 @@ pub fn init(cfg: &TelemetryConfig) {
         }
     };
     drop(result);
+}
+
+/// `filter` as [`Targets`] when it means the same there as in [`EnvFilter`]: only
+/// `target=level` and `level` directives. An empty directive (`info,`) is skipped by
+/// `EnvFilter` but would be "everything at TRACE" for `Targets`, and `[span]`/`{field}`
+/// directives would be literal targets matching nothing: those go to `EnvFilter`.
+fn plain_targets(filter: &str) -> Option<Targets> {
+    if filter.split(',').any(|d| d.trim().is_empty()) || filter.contains(['[', ']', '{', '}']) {
+        return None;
+    }
+    filter.parse().ok()
 }
 
 /// Writes every JSON log line still buffered to stdout (see [`sink`]). [`crate::binary::main`]
@@ -454,6 +465,23 @@ fn write_entry(out: &mut Vec<u8>, meta: &tracing::Metadata<'_>, fields: &[(&str,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_target_filters_skip_env_filter() {
+        for plain in ["info", "info,sqlx=warn", "warn,called=debug", "trace"] {
+            assert!(plain_targets(plain).is_some(), "{plain}");
+        }
+        for dynamic in [
+            "",
+            "info,",
+            "info,,sqlx=warn",
+            "[request]=debug",
+            "called[request]=debug",
+            "[span{field=1}]=debug",
+        ] {
+            assert!(plain_targets(dynamic).is_none(), "{dynamic:?}");
+        }
+    }
 
     #[test]
     fn traceparent_and_cloud_trace_context() {
