@@ -269,16 +269,22 @@ async fn hundred_anonymous_probes_cost_one_upstream_check() {
 
 // ---- The hop's own client (caller::hop): TLS on https://, never a cleartext fallback. ----
 
+/// A plain TCP listener on loopback port 0 (a peer that speaks no HTTP or TLS of its own).
+async fn raw_listener() -> (tokio::net::TcpListener, std::net::SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (listener, addr)
+}
+
 /// An `https://` CALLED_URL that answers in cleartext: the caller speaks TLS (its first bytes
 /// are a TLS handshake record), fails the handshake, and answers 502 — the request, its
 /// tokens and its body never cross the wire unencrypted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_called_url_never_sends_the_request_in_cleartext() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = raw_listener().await;
     let received = Arc::new(Mutex::new(Vec::<u8>::new()));
     let sink = Arc::clone(&received);
     tokio::spawn(async move {
@@ -320,10 +326,7 @@ async fn https_called_url_never_sends_the_request_in_cleartext() {
 /// bound (DNS, TCP and TLS together) ends the forward as 504, long before `CALL_TIMEOUT_MS`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_tls_handshake_is_bounded_by_the_connect_timeout() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = raw_listener().await;
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = listener.accept().await {
