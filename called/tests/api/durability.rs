@@ -199,6 +199,9 @@ async fn sqlite_wal_stays_bounded_under_sustained_writes() {
     let (db, wal) = (size(path), size(&format!("{path}-wal")));
     store.close().await;
     // 10 000 rows of ~300 bytes: several MB in the database file once checkpointed.
-    assert!(db > 2 * 1024 * 1024, "rows never checkpointed: db {db} B, wal {wal} B");
+    assert!(
+        db > 2 * 1024 * 1024,
+        "rows never checkpointed: db {db} B, wal {wal} B"
+    );
     assert!(wal < 16 * 1024 * 1024, "the WAL grew to {wal} B");
 }
