@@ -107,7 +107,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let http = shared::outbound::client(std::time::Duration::from_secs(5));
+    let http = shared::outbound::client(shared::outbound::CONNECT_TIMEOUT);
     let app = build(&cfg, http).await?;
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -34,9 +34,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_platform_verifier::BuilderVerifierExt;
 
-/// The `User-Agent` of every forward (the same as the shared client's).
-pub const USER_AGENT: HeaderValue =
-    HeaderValue::from_static(concat!("invoker/", env!("CARGO_PKG_VERSION")));
+/// The `User-Agent` of every forward (the shared client's).
+pub const USER_AGENT: HeaderValue = HeaderValue::from_static(shared::outbound::USER_AGENT);
 
 /// A pooled client for the hop to the called service; cheap to clone.
 #[derive(Clone)]
@@ -59,21 +58,19 @@ pub struct HopError {
 }
 
 impl HopError {
+    /// `context: e: its source: …`, and whether any of them is an I/O time-out.
     fn new(context: &str, e: &(dyn std::error::Error + 'static)) -> Self {
-        let mut message = format!("{context}: {e}");
-        let mut timed_out = false;
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(inner) = source {
-            if inner
-                .downcast_ref::<std::io::Error>()
+        let is_timeout = |e: &(dyn std::error::Error + 'static)| {
+            e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            {
-                timed_out = true;
-            }
-            if !std::ptr::addr_eq(inner, e) {
-                message.push_str(": ");
-                message.push_str(&inner.to_string());
-            }
+        };
+        let mut message = format!("{context}: {e}");
+        let mut timed_out = is_timeout(e);
+        let mut source = e.source();
+        while let Some(inner) = source {
+            timed_out |= is_timeout(inner);
+            message.push_str(": ");
+            message.push_str(&inner.to_string());
             source = inner.source();
         }
         Self { message, timed_out }
@@ -113,8 +110,8 @@ impl HopClient {
             timeout: connect_timeout,
         };
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(256)
+            .pool_idle_timeout(shared::outbound::POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(shared::outbound::POOL_MAX_IDLE_PER_HOST)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);

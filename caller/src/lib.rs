@@ -64,9 +64,6 @@ pub fn router(state: AppState, cfg: &Config) -> Router {
     shared::server::with_common_layers(routes, &cfg.server)
 }
 
-/// TCP and TLS set-up bound of the hop to called (the shared client's, too).
-const HOP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Builds the token source, cache, forwarder and router. Starts fetching the first token in
 /// the background so the first request does not wait for it.
 pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, TokenCache)> {
@@ -85,7 +82,7 @@ pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, Tok
             ..CacheOptions::default()
         },
     );
-    let hop = hop::HopClient::new(HOP_CONNECT_TIMEOUT)
+    let hop = hop::HopClient::new(shared::outbound::CONNECT_TIMEOUT)
         .map_err(|e| anyhow::anyhow!("cannot set up TLS for CALLED_URL: {e}"))?;
     let forwarder = Forwarder::new(
         hop,
@@ -115,7 +112,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let http = shared::outbound::client(std::time::Duration::from_secs(5));
+    let http = shared::outbound::client(shared::outbound::CONNECT_TIMEOUT);
     let (router, _tokens) = build(&cfg, http)?;
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -1,5 +1,7 @@
 //! The outbound HTTP client: built once per process (connection pool, rustls, timeouts) and
-//! injected into everything that calls out (token source, key set, the called service).
+//! injected into everything that calls out (token source, key set, readiness probes). The
+//! caller's per-request hop to the called service has a leaner client of its own
+//! (`caller::hop`) with the same settings, taken from the constants here.
 //!
 //! It never follows redirects: a 3xx from the called service, the metadata server or the key
 //! set endpoint is answered as it is (and treated as a failure by each of them). Following one
@@ -7,16 +9,25 @@
 
 use std::time::Duration;
 
+/// `User-Agent` of every outbound request.
+pub const USER_AGENT: &str = concat!("invoker/", env!("CARGO_PKG_VERSION"));
+/// How long an idle pooled connection is kept.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// Most idle pooled connections per host.
+pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
+/// The bound on setting up a connection (DNS, TCP and TLS) the services use.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Builds the process-wide client. `connect_timeout` bounds TCP+TLS setup; per-request
 /// deadlines are set by each caller.
 pub fn client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(50))
-        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("invoker/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .build()
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "falling back to a default HTTP client");

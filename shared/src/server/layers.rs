@@ -65,7 +65,7 @@ async fn front(State(limits): State<Arc<Limits>>, mut req: Request, next: Next) 
             id
         }
     };
-    let mut res = observe(limits, req, next).await;
+    let mut res = observe(limits, &request_id, req, next).await;
     if !res.headers().contains_key(&X_REQUEST_ID) {
         res.headers_mut().insert(X_REQUEST_ID, request_id);
     }
@@ -109,16 +109,16 @@ async fn guard(limits: Arc<Limits>, req: Request, next: Next) -> Response {
     }
 }
 
-async fn observe(limits: Arc<Limits>, req: Request, next: Next) -> Response {
+async fn observe(
+    limits: Arc<Limits>,
+    request_id: &HeaderValue,
+    req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let headers = req.headers();
     // Header values are escaped before they reach a log line (see `telemetry::escape_control`).
-    let request_id = telemetry::escape_control(
-        headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
+    let request_id = telemetry::escape_control(request_id.to_str().unwrap_or(""));
     // The last X-Forwarded-For entry is the one Cloud Run's front end appended; earlier ones
     // are whatever the client wrote.
     let remote_ip = headers

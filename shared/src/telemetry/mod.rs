@@ -16,6 +16,8 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{ConfigError, Reader, Setting, Source};
 
+pub mod sink;
+
 /// Output format of the logs (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -388,8 +390,6 @@ where
         });
     }
 }
-
-pub mod sink;
 
 thread_local! {
     /// The line being written, reused: a log line costs no allocation for its text.
