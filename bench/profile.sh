@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where the chain's CPU goes: builds the `profiling` profile (release + line tables, not
-# stripped), runs the chain under load through bench-harness (the chain as terraform deploys
-# it), records every CPU with `perf` meanwhile, and writes to target/bench/:
+# stripped; with the Dockerfile's target and RUSTFLAGS, caller and called on their own), runs
+# the chain under load through bench-harness (the chain as terraform deploys it), records
+# every CPU with `perf` meanwhile, and writes to target/bench/:
 #
 #   perf.data                 the raw samples
 #   perf-report.txt           by process and symbol, self time (what to optimise)
@@ -30,14 +31,27 @@ secs="${PROFILE_SECS:-10}"
 target_dir="${CARGO_TARGET_DIR:-target}"
 out="$target_dir/bench"
 mkdir -p "$out"
-cargo build --profile profiling --locked \
-  --bin caller --bin called --bin bench-harness --bin floor-front --bin floor-back
+# caller and called as the Dockerfile builds them (its target and RUSTFLAGS; the profiling
+# profile is the release profile plus symbols), in a cargo invocation of their own so that the
+# tools' dependency features (the test kit's tokio `test-util`, …) are not unified into them;
+# the tools in a second one, with the same target and RUSTFLAGS (see bench/run.sh).
+build_target="$(sed -n 's/^ENV CARGO_BUILD_TARGET=\(.*\)$/\1/p' Dockerfile)"
+build_rustflags="$(sed -n 's/^ENV RUSTFLAGS="\(.*\)"$/\1/p' Dockerfile)"
+if [ -z "$build_target" ] || [ -z "$build_rustflags" ]; then
+  echo "bench/profile.sh: the Dockerfile no longer sets ENV CARGO_BUILD_TARGET=... and ENV RUSTFLAGS=\"...\" on lines of their own" >&2
+  exit 1
+fi
+CARGO_BUILD_TARGET="$build_target" RUSTFLAGS="$build_rustflags" \
+  cargo build --profile profiling --locked --bin caller --bin called
+CARGO_BUILD_TARGET="$build_target" RUSTFLAGS="$build_rustflags" \
+  cargo build --profile profiling --locked --bin bench-harness --bin floor-front --bin floor-back
+bin_dir="$target_dir/$build_target/profiling"
 
 # The harness drives the chain for PROFILE_SECS after a short warm-up; perf samples the whole
 # machine for that time (the two services, wrk, the kernel) with call graphs.
-BENCH_BIN_DIR="$target_dir/profiling" BENCH_SCENARIOS=chain BENCH_STARTS=0 \
+BENCH_BIN_DIR="$bin_dir" BENCH_SERVICE_BIN_DIR="$bin_dir" BENCH_SCENARIOS=chain BENCH_STARTS=0 \
 BENCH_WARMUP_SECS=2 BENCH_DURATION_SECS="$secs" BENCH_SVG="$out/profile-chart.svg" \
-  "$target_dir/profiling/bench-harness" >"$out/profile-run.md" 2>&1 &
+  "$bin_dir/bench-harness" >"$out/profile-run.md" 2>&1 &
 harness=$!
 trap 'kill $harness 2>/dev/null || true' EXIT
 # Start recording once the chain is up and under load (the harness prints "driving wrk").

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# invoker's load benchmark in one command: builds the release binaries, then bench-harness
-# starts the emulator (in-process), called (SQLite, AUTH_MODE=verify) and caller
-# (AUTH_MODE=verify, TOKEN_SOURCE=metadata) on loopback, drives them with wrk, does the same
+# invoker's load benchmark in one command: builds the release binaries (caller and called as
+# the Dockerfile builds them, the tools separately), then bench-harness starts the emulator
+# (in-process), called (SQLite, AUTH_MODE=verify) and caller (AUTH_MODE=verify,
+# TOKEN_SOURCE=metadata) on loopback, drives them with wrk, does the same
 # against the floor pair (bench/src/bin/floor_*.rs), prints the tables of bench/RESULTS.md
 # and writes bench/results.svg. Everything it starts is stopped when it ends or is interrupted.
 #
@@ -10,8 +11,8 @@
 #   BENCH_PYTHON=1 bash bench/run.sh       # adds the article's Python pair (venv from PyPI)
 #
 # Settings: BENCH_DURATION_SECS, BENCH_WARMUP_SECS, BENCH_THREADS, BENCH_CONNECTIONS,
-# BENCH_STARTS, BENCH_RUST_LOG, BENCH_LOG_FORMAT, BENCH_SCENARIOS, BENCH_SERVICE_ENV, BENCH_SVG
-# (see bench/src/bin/harness.rs).
+# BENCH_STARTS, BENCH_RUST_LOG, BENCH_LOG_FORMAT, BENCH_SCENARIOS, BENCH_SERVICE_ENV, BENCH_SVG,
+# BENCH_BIN_DIR, BENCH_SERVICE_BIN_DIR (see bench/src/bin/harness.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,12 +26,40 @@ if ! command -v wrk >/dev/null 2>&1; then
   fi
 fi
 
-target_dir="${CARGO_TARGET_DIR:-target}"
-cargo build --release --locked \
-  --bin caller --bin called --bin metadata-emulator --bin local \
-  --bin floor-front --bin floor-back --bin bench-harness
+# The services are built exactly as the Dockerfile builds them (its target, its RUSTFLAGS, the
+# same command), in a cargo invocation of their own: built together with the tools, cargo would
+# unify the tools' dependency features (the test kit's tokio `test-util`, …) into them, and the
+# benchmark would measure binaries that never ship. The tools follow in a second invocation,
+# with the same target and RUSTFLAGS (the floor pair is built like the services, and the
+# dependencies whose features do not differ are reused).
+build_target="$(sed -n 's/^ENV CARGO_BUILD_TARGET=\(.*\)$/\1/p' Dockerfile)"
+build_rustflags="$(sed -n 's/^ENV RUSTFLAGS="\(.*\)"$/\1/p' Dockerfile)"
+if [ -z "$build_target" ] || [ -z "$build_rustflags" ]; then
+  echo "bench/run.sh: the Dockerfile no longer sets ENV CARGO_BUILD_TARGET=... and ENV RUSTFLAGS=\"...\" on lines of their own" >&2
+  exit 1
+fi
+services_cmd='cargo build --release --locked --bin caller --bin called'
+if ! grep -qF "$services_cmd" Dockerfile; then
+  echo "bench/run.sh: the Dockerfile no longer runs '$services_cmd'" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$build_target"; then
+  echo "bench/run.sh: the Dockerfile's Rust target $build_target is not installed (rustup target add $build_target)" >&2
+  exit 1
+fi
 
-export BENCH_BIN_DIR="${BENCH_BIN_DIR:-$target_dir/release}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+echo "building the services as the Dockerfile does: CARGO_BUILD_TARGET=$build_target RUSTFLAGS='$build_rustflags' $services_cmd" >&2
+CARGO_BUILD_TARGET="$build_target" RUSTFLAGS="$build_rustflags" $services_cmd
+echo "building the tools (a separate cargo invocation)" >&2
+CARGO_BUILD_TARGET="$build_target" RUSTFLAGS="$build_rustflags" \
+  cargo build --release --locked \
+  --bin metadata-emulator --bin local --bin floor-front --bin floor-back --bin bench-harness
+
+# caller and called from the Dockerfile's build; the tools from the second invocation (the same
+# folder today, but the harness keeps the two apart: see BENCH_SERVICE_BIN_DIR in harness.rs).
+export BENCH_SERVICE_BIN_DIR="${BENCH_SERVICE_BIN_DIR:-$target_dir/$build_target/release}"
+export BENCH_BIN_DIR="${BENCH_BIN_DIR:-$target_dir/$build_target/release}"
 mkdir -p "$target_dir/bench"
 
 if [ "${BENCH_PYTHON:-0}" = 1 ]; then

@@ -5,10 +5,19 @@
 say() { printf '==> %s\n' "$*"; }
 
 # build_debug NAME...: builds these binaries (debug) and sets BIN to the folder they land in.
+# caller and called are built in a cargo invocation of their own, the tools (metadata-emulator,
+# …) in another: in one invocation cargo would unify the tools' dependency features into the
+# services, and the checks would run binaries built differently from the shipped ones.
 build_debug() {
-  local args=()
-  for name in "$@"; do args+=(--bin "$name"); done
-  cargo build --locked --quiet "${args[@]}"
+  local services=() tools=()
+  for name in "$@"; do
+    case "$name" in
+      caller | called) services+=(--bin "$name") ;;
+      *) tools+=(--bin "$name") ;;
+    esac
+  done
+  if [ "${#services[@]}" -gt 0 ]; then cargo build --locked --quiet "${services[@]}"; fi
+  if [ "${#tools[@]}" -gt 0 ]; then cargo build --locked --quiet "${tools[@]}"; fi
   TARGET_DIR="$(cargo metadata --format-version 1 --no-deps --locked |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
   BIN="$TARGET_DIR/debug"

@@ -1,6 +1,6 @@
 //! The called service's settings, parsed once at startup.
 
-use shared::auth::{AuthConfig, ForwardedConfig, PrincipalPattern};
+use shared::auth::{AllowList, AuthConfig, ForwardedConfig};
 use shared::config::{ConfigError, Reader, ServerConfig, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
 
@@ -16,8 +16,10 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
-    /// Who may call, and who may forward an end user (`auth.forwarded`).
+    /// Who may call.
     pub auth: AuthConfig,
+    /// Who may forward an end user, and what that end user's token must satisfy.
+    pub forwarded: ForwardedConfig,
     /// `DATABASE_URL`.
     pub database_url: String,
     /// Pool and batching.
@@ -30,7 +32,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ReadSettings {
     /// Principals that may read every entity (others read only what they stored).
-    pub read_all: Vec<PrincipalPattern>,
+    pub read_all: AllowList,
     /// A page of `GET /entities` ends before its entities pass this many bytes of JSON.
     pub max_page_bytes: usize,
 }
@@ -41,7 +43,7 @@ pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 impl Default for ReadSettings {
     fn default() -> Self {
         Self {
-            read_all: Vec::new(),
+            read_all: AllowList::new(Vec::new()),
             max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
         }
     }
@@ -75,9 +77,7 @@ impl ReadSettings {
     /// Whether `who` may read every entity (`*@domain` needs the Workspace `hd`, as in
     /// `AUTH_ALLOWED_PRINCIPALS`).
     pub fn reads_all(&self, who: &shared::auth::Identity) -> bool {
-        self.read_all
-            .iter()
-            .any(|p| p.admits(&who.email, who.hosted_domain.as_deref()))
+        self.read_all.admits(who)
     }
 }
 
@@ -189,12 +189,13 @@ impl Config {
                 reason,
             ));
         }
-        let mut auth = AuthConfig::from_source(src)?;
-        auth.forwarded = Some(ForwardedConfig::from_source(src, &auth)?);
+        let auth = AuthConfig::from_source(src)?;
+        let forwarded = ForwardedConfig::from_source(src, &auth)?;
         Ok(Self {
             server: ServerConfig::from_source(src)?,
             telemetry: TelemetryConfig::from_source(src)?,
             auth,
+            forwarded,
             database_url,
             store,
             reads: ReadSettings::from_source(src)?,

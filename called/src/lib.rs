@@ -19,11 +19,10 @@ pub mod store;
 use std::future::Future;
 
 use axum::Router;
-use axum::extract::FromRef;
 use axum::routing::{get, post};
-use shared::auth::Authenticator;
+use shared::auth::{ServiceAuth, protect};
 use shared::problem::Problem;
-use shared::readiness::ReadinessCache;
+use shared::readiness::{READINESS_TTL, ReadinessCache};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -35,7 +34,7 @@ pub struct AppState {
     /// The storage backend.
     pub store: Store,
     /// Who may call.
-    pub auth: Authenticator,
+    pub auth: ServiceAuth,
     /// Idempotency keys being processed right now.
     pub in_flight: idempotency::InFlight,
     /// The last readiness result, so probes cost at most one store ping a second.
@@ -44,18 +43,12 @@ pub struct AppState {
     pub reads: std::sync::Arc<config::ReadSettings>,
 }
 
-impl FromRef<AppState> for Authenticator {
-    fn from_ref(s: &AppState) -> Self {
-        s.auth.clone()
-    }
-}
-
 /// The routes with all common layers.
 pub fn router(state: AppState, cfg: &Config) -> Router {
     let routes = Router::new()
-        .route("/", post(routes::create))
-        .route("/entities", get(routes::list))
-        .route("/entities/{id}", get(routes::get_one))
+        .route("/", protect(post(routes::create), &state.auth))
+        .route("/entities", protect(get(routes::list), &state.auth))
+        .route("/entities/{id}", protect(get(routes::get_one), &state.auth))
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))
         .route("/openapi.json", get(openapi::serve))
@@ -83,14 +76,20 @@ pub async fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<App> {
                 store::redact_url(&cfg.database_url)
             )
         })?;
-    let auth = Authenticator::new(cfg.auth.clone(), http);
+    let auth = ServiceAuth::new(&cfg.auth, http, Some(&cfg.forwarded));
     let warm = auth.clone();
     tokio::spawn(async move { warm.warm_up().await });
     let state = AppState {
         store: store.clone(),
-        auth,
+        auth: auth.clone(),
         in_flight: idempotency::InFlight::default(),
-        readiness: ReadinessCache::default(),
+        readiness: {
+            let (auth, store) = (auth.clone(), store.clone());
+            ReadinessCache::new(READINESS_TTL, move || {
+                let (auth, store) = (auth.clone(), store.clone());
+                async move { routes::check_ready(&auth, &store).await }
+            })
+        },
         reads: std::sync::Arc::new(cfg.reads.clone()),
     };
     Ok(App {
@@ -107,7 +106,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let http = shared::outbound::client(shared::outbound::CONNECT_TIMEOUT);
+    let http = shared::outbound::client(shared::outbound::CONNECT_TIMEOUT)
+        .map_err(|e| anyhow::anyhow!("cannot set up the outbound HTTP client: {e}"))?;
     let app = build(&cfg, http).await?;
     tracing::info!(
         addr = %listener.local_addr()?,

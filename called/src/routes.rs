@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
-use shared::auth::Principal;
+use shared::auth::{Caller, ServiceAuth};
 use shared::body::{ExactJsonObject, require_text};
 use shared::problem::Problem;
 use time::OffsetDateTime;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::Error;
 use crate::idempotency;
-use crate::store::{Entity, IdempotencyKey, InsertOutcome, NewEntity, PageQuery, ReadScope};
+use crate::store::{Entity, IdempotencyKey, InsertOutcome, NewEntity, PageQuery, ReadScope, Store};
 
 /// Longest accepted `"bar"`, in characters.
 pub const MAX_BAR_CHARS: usize = 1024;
@@ -60,7 +60,7 @@ pub struct CreateBody {
 )]
 pub async fn create(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     headers: HeaderMap,
     body: ExactJsonObject,
 ) -> Result<Response, Error> {
@@ -136,7 +136,7 @@ fn created(entity: &Entity, replayed: bool) -> Response {
 )]
 pub async fn get_one(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Entity>, Error> {
     let not_found = || Problem::not_found(format!("no entity with id {id:?}"));
@@ -167,7 +167,7 @@ pub async fn get_one(
 )]
 pub async fn list(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::store::Page>, Error> {
     let (limit, after) = list_params(query.as_deref().unwrap_or(""))?;
@@ -182,7 +182,7 @@ pub async fn list(
 
 /// What `principal` may read: what it stored, everything when it is in `READ_ALL_PRINCIPALS`,
 /// and everything with `AUTH_MODE=off` (no principal: a development mode).
-fn read_scope(app: &AppState, principal: &Principal) -> ReadScope {
+fn read_scope(app: &AppState, principal: &Caller) -> ReadScope {
     match &principal.identity {
         Some(who) if !app.reads.reads_all(who) => ReadScope::StoredBy(who.email.clone()),
         _ => ReadScope::All,
@@ -230,19 +230,21 @@ pub async fn live() -> Json<Value> {
     (status = 503, description = "The store is unreachable, or no signing keys yet", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(State(app): State<AppState>) -> Response {
-    match app.readiness.get_or_check(|| check_ready(&app)).await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(problem) => problem.into_response(),
+    match app.readiness.get().await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(problem)) => problem.into_response(),
+        Err(_) => {
+            Problem::unavailable("the readiness check did not finish in time", 2).into_response()
+        }
     }
 }
 
 /// One readiness check: signing keys (verify mode) within 2 s, then a store ping within 2 s.
 /// `ready` caches its result about a second with one check in flight ([`shared::readiness`]),
 /// so probes never fan out to the store.
-async fn check_ready(app: &AppState) -> Result<(), Problem> {
-    if app.auth.config().mode == shared::auth::AuthMode::Verify
-        && let Some(verifier) = app.auth.verifier()
-        && !tokio::time::timeout(Duration::from_secs(2), verifier.ready())
+pub async fn check_ready(auth: &ServiceAuth, store: &Store) -> Result<(), Problem> {
+    if auth.mode() == shared::auth::AuthMode::Verify
+        && !tokio::time::timeout(Duration::from_secs(2), auth.ready())
             .await
             .unwrap_or(false)
     {
@@ -252,7 +254,7 @@ async fn check_ready(app: &AppState) -> Result<(), Problem> {
             1,
         ));
     }
-    match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: store unreachable");

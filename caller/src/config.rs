@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::token::{DEFAULT_METADATA_HOST, SourceKind};
+use invoker_auth::fetch::{CredentialFiles, DEFAULT_METADATA_HOST, SourceKind};
 use shared::auth::AuthConfig;
 use shared::config::{
     ConfigError, Reader, ServerConfig, Setting, Source, render_help, require_secure_transport,
@@ -33,6 +33,8 @@ pub struct Config {
     pub call_max_attempts: u32,
     /// `TOKEN_FETCH_TIMEOUT_MS`: bound on one token fetch.
     pub token_fetch_timeout: Duration,
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, and gcloud's well-known file under `HOME`.
+    pub credential_files: CredentialFiles,
 }
 
 impl Config {
@@ -60,7 +62,7 @@ impl Config {
         DEFAULT_METADATA_HOST,
         "host:port of the metadata server (an http:// prefix is accepted)",
     );
-    /// `GOOGLE_APPLICATION_CREDENTIALS` (read by the token source, see [`crate::token`]).
+    /// `GOOGLE_APPLICATION_CREDENTIALS` (where the token source finds credentials).
     pub const GOOGLE_APPLICATION_CREDENTIALS: Setting = Setting::unset(
         "GOOGLE_APPLICATION_CREDENTIALS",
         "unset",
@@ -129,6 +131,10 @@ impl Config {
             call_timeout: r.millis(&Self::CALL_TIMEOUT_MS, 10, 600_000)?,
             call_max_attempts: r.int_in(&Self::CALL_MAX_ATTEMPTS, 1..=10)?,
             token_fetch_timeout: r.millis(&Self::TOKEN_FETCH_TIMEOUT_MS, 10, 60_000)?,
+            credential_files: CredentialFiles::from_env_values(
+                r.raw(&Self::GOOGLE_APPLICATION_CREDENTIALS).as_deref(),
+                r.ambient("HOME").as_deref(),
+            ),
         })
     }
 
@@ -186,8 +192,12 @@ mod tests {
         let parse = |src: &dyn shared::config::Source| {
             let _ = Config::from_source(src);
         };
-        let missing =
-            shared::config::undocumented(Config::HELP_GROUPS, &["K_SERVICE"], parse, &base());
+        let missing = shared::config::undocumented(
+            Config::HELP_GROUPS,
+            &["K_SERVICE", "HOME"],
+            parse,
+            &base(),
+        );
         assert!(missing.is_empty(), "read but not in --help: {missing:?}");
     }
 

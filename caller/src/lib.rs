@@ -17,18 +17,18 @@ pub mod forward;
 pub mod hop;
 pub mod openapi;
 pub mod routes;
-pub mod token;
+/// ID tokens for the hop to called: the auth library's sources and cache.
+pub use invoker_auth::fetch as token;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::token::{CacheOptions, TokenCache, build_source};
 use axum::Router;
-use axum::extract::FromRef;
 use axum::routing::{get, post};
-use shared::auth::Authenticator;
+use shared::auth::ServiceAuth;
 use shared::problem::Problem;
-use shared::readiness::ReadinessCache;
+use shared::readiness::{READINESS_TTL, ReadinessCache};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -38,7 +38,7 @@ use forward::Forwarder;
 #[derive(Clone)]
 pub struct AppState {
     /// Who may call this service.
-    pub auth: Authenticator,
+    pub auth: ServiceAuth,
     /// The outbound call.
     pub forwarder: Arc<Forwarder>,
     /// The pooled outbound client (health checks).
@@ -47,16 +47,13 @@ pub struct AppState {
     pub readiness: ReadinessCache<Result<(), Problem>>,
 }
 
-impl FromRef<AppState> for Authenticator {
-    fn from_ref(s: &AppState) -> Self {
-        s.auth.clone()
-    }
-}
-
 /// The routes with all common layers.
 pub fn router(state: AppState, cfg: &Config) -> Router {
     let routes = Router::new()
-        .route("/", post(routes::forward))
+        .route(
+            "/",
+            shared::auth::protect(post(routes::forward), &state.auth),
+        )
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))
         .route("/openapi.json", get(openapi::serve))
@@ -71,6 +68,7 @@ pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, Tok
         cfg.token_source,
         &cfg.called_audience,
         cfg.metadata_host.as_deref(),
+        &cfg.credential_files,
         http.clone(),
         cfg.token_fetch_timeout,
     )
@@ -92,14 +90,22 @@ pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, Tok
         cfg.call_max_attempts,
     )
     .map_err(|e| anyhow::anyhow!("CALLED_URL is not a valid request URI: {e}"))?;
-    let auth = Authenticator::new(cfg.auth.clone(), http.clone());
+    let auth = ServiceAuth::new(&cfg.auth, http.clone(), None);
     let warm = auth.clone();
     tokio::spawn(async move { warm.warm_up().await });
+    let forwarder = Arc::new(forwarder);
+    let readiness = {
+        let (forwarder, http) = (Arc::clone(&forwarder), http.clone());
+        ReadinessCache::new(READINESS_TTL, move || {
+            let (forwarder, http) = (Arc::clone(&forwarder), http.clone());
+            async move { routes::check_ready(&forwarder, &http).await }
+        })
+    };
     let state = AppState {
         auth,
-        forwarder: Arc::new(forwarder),
+        forwarder,
         http,
-        readiness: ReadinessCache::default(),
+        readiness,
     };
     let warm = tokens.clone();
     tokio::spawn(async move { warm.warm_up().await });
@@ -112,7 +118,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let http = shared::outbound::client(shared::outbound::CONNECT_TIMEOUT);
+    let http = shared::outbound::client(shared::outbound::CONNECT_TIMEOUT)
+        .map_err(|e| anyhow::anyhow!("cannot set up the outbound HTTP client: {e}"))?;
     let (router, _tokens) = build(&cfg, http)?;
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Value, json};
-use shared::auth::Principal;
+use shared::auth::Caller;
 use shared::body::{ExactJsonObject, idempotency_key, require_text};
 use shared::problem::Problem;
 
 use crate::AppState;
 use crate::error::Error;
-use crate::forward::{Outgoing, PROPAGATED, forwarded_authorization};
+use crate::forward::{Forwarder, Outgoing, PROPAGATED, forwarded_authorization};
 
 /// Longest accepted `"foo"`, in characters.
 pub const MAX_FOO_CHARS: usize = 1024;
@@ -58,7 +58,7 @@ pub struct ForwardBody {
 )]
 pub async fn forward(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     headers: HeaderMap,
     body: ExactJsonObject,
 ) -> Result<Response, Error> {
@@ -110,38 +110,38 @@ pub async fn live() -> Json<Value> {
     (status = 503, description = "No token, or the called service is unreachable", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(State(app): State<AppState>) -> Response {
-    match app.readiness.get_or_check(|| check_ready(&app)).await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(problem) => problem.into_response(),
+    match app.readiness.get().await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(problem)) => problem.into_response(),
+        Err(_) => {
+            Problem::unavailable("the readiness check did not finish in time", 2).into_response()
+        }
     }
 }
 
 /// One readiness check: a token within 3 s, then `GET {CALLED_URL}/health/live` within 2 s.
 /// `ready` caches its result about a second with one check in flight ([`shared::readiness`]),
 /// so probes never fan out to called.
-async fn check_ready(app: &AppState) -> Result<(), Problem> {
-    let token =
-        match tokio::time::timeout(Duration::from_secs(3), app.forwarder.tokens().get()).await {
-            Ok(Ok(token)) => token,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "not ready: no ID token");
-                return Err(Problem::unavailable("no identity token can be obtained", 2));
-            }
-            Err(_) => {
-                return Err(Problem::unavailable(
-                    "the token source did not answer in time",
-                    2,
-                ));
-            }
-        };
-    let url = app
-        .forwarder
+pub async fn check_ready(forwarder: &Forwarder, http: &reqwest::Client) -> Result<(), Problem> {
+    let token = match tokio::time::timeout(Duration::from_secs(3), forwarder.tokens().get()).await {
+        Ok(Ok(token)) => token,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: no ID token");
+            return Err(Problem::unavailable("no identity token can be obtained", 2));
+        }
+        Err(_) => {
+            return Err(Problem::unavailable(
+                "the token source did not answer in time",
+                2,
+            ));
+        }
+    };
+    let url = forwarder
         .target()
         .join("health/live")
         .map_err(|_| Problem::internal())?;
     // With the token: behind Cloud Run's IAM check an anonymous probe would get 403.
-    let probe = app
-        .http
+    let probe = http
         .get(url)
         .bearer_auth(token.value())
         .timeout(Duration::from_secs(2))

@@ -11,8 +11,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use emulator::{Emulator, EmulatorConfig, JWKS_PATH, PEM_CERTS_PATH};
-use local::emu::Emu;
 use serde_json::{Value, json};
+use testkit::emu::Emu;
 
 const AUD: &str = "https://called.example";
 const SA: &str = "caller@invoker-local.iam.gserviceaccount.com";

@@ -1,28 +1,13 @@
-//! `local`: the whole invoker chain on loopback — the `local` binary's composition, and the one
-//! test kit every integration suite (and the benchmark harness) uses.
+//! `local`: the whole invoker chain on loopback — the `local` binary's composition, and nothing
+//! that only tests need (that is `testkit`, which depends on this crate, never the other way).
+//! No tokio `test-util` here: building `local` next to the service binaries must not turn it on
+//! in them.
 //!
-//! - [`wiring`]: the settings that connect emulator → called → caller.
+//! - [`wiring`]: the settings that connect emulator → called → caller (also used by the test
+//!   kit and the benchmark, through `testkit::wiring`).
 //! - [`chain`]: the `local` binary's run: all three services in one process on fixed ports.
-//! - [`claims`]: ID-token claims as tests write them (`now`, `with`, `without`, `strip`, `hand_made`).
-//! - [`clock`]: Tokio's clock jumped forward, and a bounded wait for a condition.
-//! - [`emu`]: the metadata-server emulator on 127.0.0.1:0 in this process, and its tokens.
-//! - [`echo`]: a router with the real `Authenticator` on 127.0.0.1:0 echoing the principal.
-//! - [`in_process`]: called, caller or the whole chain in this process on port 0.
-//! - [`child`]: a service binary as a child process (`Spec` → `Proc`) and `free_port`.
-//! - [`drain`]: graceful shutdown as the suites watch it (idle connection, SIGTERM, exit 0).
-//! - [`ready`]: the one readiness wait, with the one wait budget.
-//! - [`raw`]: a minimal HTTP/1.1 client on a raw TCP stream.
-//! - [`checks`]: shared assertions (problem documents, tokens in logs) and `loud`.
+//! - [`ready`]: the one readiness wait and its wait budget (re-exported by `testkit::ready`).
 
 pub mod chain;
-pub mod checks;
-pub mod child;
-pub mod claims;
-pub mod clock;
-pub mod drain;
-pub mod echo;
-pub mod emu;
-pub mod in_process;
-pub mod raw;
 pub mod ready;
 pub mod wiring;

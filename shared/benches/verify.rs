@@ -19,8 +19,9 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use emulator::{Emulator, EmulatorConfig, JWKS_PATH};
 use http::{HeaderMap, HeaderValue, header};
+use invoker_auth::verify::{KeySource, Signature};
 use jsonwebtoken::{Algorithm, Validation};
-use shared::auth::{AuthConfig, Authenticator, Signature, Verifier};
+use shared::auth::{AuthConfig, ServiceAuth};
 use shared::config::MapSource;
 
 const AUDIENCE: &str = "https://called.example.run.app";
@@ -57,18 +58,23 @@ fn verify(c: &mut Criterion) {
         ("AUTH_JWKS_URL", &format!("http://{addr}{JWKS_PATH}")),
     ]))
     .expect("auth settings");
-    let http = shared::outbound::client(Duration::from_secs(5));
+    let http = shared::outbound::client(Duration::from_secs(5)).expect("HTTP client");
     let token = emulator.mint(PRINCIPAL, AUDIENCE, Duration::from_secs(3600));
 
-    let verifier = Verifier::new(&cfg, http.clone());
-    rt.block_on(verifier.keys().warm_up());
-    assert!(verifier.keys().has_keys(), "the key set was fetched");
-    let claims =
-        run_now(&rt, verifier.verify(&token, Signature::Required)).expect("token verifies");
+    let keys = cfg.key_set(http.clone());
+    let verifier = cfg.verifier(
+        &cfg.audiences,
+        Signature::Required,
+        std::sync::Arc::new(keys.clone()),
+    );
+    rt.block_on(keys.warm_up());
+    assert!(keys.has_keys(), "the key set was fetched");
+    let claims = run_now(&rt, verifier.verify(&token)).expect("token verifies");
     assert_eq!(claims.email.as_deref(), Some(PRINCIPAL));
 
-    let auth = Authenticator::new(cfg.clone(), http);
-    rt.block_on(auth.warm_up());
+    let service = ServiceAuth::new(&cfg, http, None);
+    rt.block_on(service.warm_up());
+    let auth = service.authenticator().expect("verify mode").clone();
     let mut headers = HeaderMap::new();
     headers.insert(
         header::AUTHORIZATION,
@@ -80,17 +86,16 @@ fn verify(c: &mut Criterion) {
         .expect("header")
         .kid
         .expect("kid");
-    let key = rt.block_on(verifier.keys().key(&kid)).expect("cached key");
+    let key = rt.block_on(keys.key(&kid)).expect("cached key");
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[AUDIENCE]);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
 
-    let fetches = verifier.keys().fetch_count();
+    let fetches = keys.fetch_count();
     let mut g = c.benchmark_group("verify");
     g.bench_function("warm_cache", |b| {
         b.iter(|| {
-            run_now(&rt, verifier.verify(black_box(&token), Signature::Required))
-                .expect("verifies");
+            run_now(&rt, verifier.verify(black_box(&token))).expect("verifies");
         });
     });
     g.bench_function("authenticate", |b| {
@@ -105,11 +110,7 @@ fn verify(c: &mut Criterion) {
         });
     });
     g.finish();
-    assert_eq!(
-        verifier.keys().fetch_count(),
-        fetches,
-        "a warm cache fetches nothing"
-    );
+    assert_eq!(keys.fetch_count(), fetches, "a warm cache fetches nothing");
 }
 
 criterion_group!(benches, verify);

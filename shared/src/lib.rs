@@ -1,4 +1,5 @@
-//! Everything invoker's two services share. Each module owns one concern:
+//! The service kit: everything invoker's two services share but authentication itself (the
+//! `invoker-auth` library under `shared/auth/`). Each module owns one concern:
 //!
 //! - [`config`]: settings from a fakeable [`config::Source`], validated, errors naming the variable.
 //! - [`telemetry`]: log setup (text or Cloud Logging JSON) and trace-id extraction.
@@ -11,7 +12,8 @@
 //! - [`outbound`]: the one pooled outbound HTTP client.
 //! - [`readiness`]: a ~1 s cache of the readiness result with one check in flight at a time.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
-//! - [`auth`]: verification of Google-signed ID tokens, allow-list, the `Principal` extractor.
+//! - [`auth`]: the `AUTH_*` settings mapped onto the `invoker-auth` library, its refusals onto
+//!   problems and log entries, and the `Caller` extractor.
 //!
 //! This crate never knows which service uses it.
 

@@ -20,7 +20,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds the process-wide client. `connect_timeout` bounds TCP+TLS setup; per-request
 /// deadlines are set by each caller.
-pub fn client(connect_timeout: Duration) -> reqwest::Client {
+///
+/// # Errors
+/// When the TLS backend cannot start. There is no fallback: a default client would follow
+/// redirects and lack the timeouts, so the binary stops at startup instead.
+pub fn client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -29,11 +33,4 @@ pub fn client(connect_timeout: Duration) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
         .build()
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "falling back to a default HTTP client");
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default()
-        })
 }

@@ -3,6 +3,7 @@
 //! between requests, never while one is in flight.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -10,12 +11,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig, IdentityFault, JWKS_PATH};
-use local::claims::{now, strip, with, without};
-use local::clock::{eventually, jump};
-use local::emu::Emu;
-use shared::auth::verifier::STRIPPED_SIGNATURE;
-use shared::auth::{AuthConfig, AuthError, Claims, Signature, Verifier};
+use invoker_auth::verify::{JwksCache, STRIPPED_SIGNATURE, Signature, Verifier};
+use invoker_auth::{AuthError, Claims};
+use shared::auth::AuthConfig;
 use shared::config::MapSource;
+use testkit::claims::{now, strip, with, without};
+use testkit::clock::{eventually, jump};
+use testkit::emu::Emu;
 
 const AUD: &str = "https://called.example";
 const ISS: &str = "https://accounts.google.com";
@@ -25,7 +27,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 struct Env {
     emu: Emulator,
     addr: SocketAddr,
-    verifier: Verifier,
+    verifier: Both,
 }
 
 async fn env_with(cfg: EmulatorConfig) -> Env {
@@ -33,7 +35,7 @@ async fn env_with(cfg: EmulatorConfig) -> Env {
         emulator: emu,
         addr,
     } = Emu::start_with(cfg).await;
-    let verifier = verifier_at(&local::wiring::jwks_url(addr), &[]);
+    let verifier = verifier_at(&testkit::wiring::jwks_url(addr), &[]);
     Env {
         emu,
         addr,
@@ -43,7 +45,7 @@ async fn env_with(cfg: EmulatorConfig) -> Env {
 
 impl Env {
     /// The claims of `token`, verified with its signature required; panics naming `what`.
-    async fn accepts(&self, token: &str, what: &str) -> std::sync::Arc<Claims> {
+    async fn accepts(&self, token: &str, what: &str) -> Arc<Claims> {
         self.verifier
             .verify(token, Signature::Required)
             .await
@@ -66,7 +68,31 @@ impl Env {
 }
 
 /// A verifier for [`AUD`], any principal, the key set at `jwks`, plus the settings `extra`.
-fn verifier_at(jwks: &str, extra: &[(&str, &str)]) -> Verifier {
+/// One key-set cache and a verifier per signature rule on it, as a service builds them.
+struct Both {
+    required: Verifier,
+    stripped: Verifier,
+    keys: JwksCache,
+}
+
+impl Both {
+    async fn verify(&self, token: &str, rule: Signature) -> Result<Arc<Claims>, AuthError> {
+        match rule {
+            Signature::Required => self.required.verify(token).await,
+            _ => self.stripped.verify(token).await,
+        }
+    }
+
+    fn keys(&self) -> &JwksCache {
+        &self.keys
+    }
+
+    async fn ready(&self) -> bool {
+        self.required.ready().await
+    }
+}
+
+fn verifier_at(jwks: &str, extra: &[(&str, &str)]) -> Both {
     let mut src = MapSource::from_pairs([
         ("AUTH_AUDIENCES", AUD),
         ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
@@ -76,7 +102,13 @@ fn verifier_at(jwks: &str, extra: &[(&str, &str)]) -> Verifier {
         src = src.with(k, *v);
     }
     let auth = AuthConfig::from_source(&src).expect("auth config");
-    Verifier::new(&auth, reqwest::Client::new())
+    let keys = auth.key_set(reqwest::Client::new());
+    let on = |rule| auth.verifier(&auth.audiences, rule, Arc::new(keys.clone()));
+    Both {
+        required: on(Signature::Required),
+        stripped: on(Signature::StrippedByCloudRun),
+        keys,
+    }
 }
 
 async fn env() -> Env {
@@ -105,10 +137,11 @@ fn claims() -> Value {
     })
 }
 
-fn reason(r: Result<std::sync::Arc<Claims>, AuthError>) -> String {
+/// Why a token was refused (a 401 reason: not a key outage, not an allow-list refusal).
+fn reason(r: Result<Arc<Claims>, AuthError>) -> String {
     match r {
-        Err(AuthError::Invalid(reason)) => reason,
-        other => panic!("expected Invalid, got {other:?}"),
+        Err(e) if e.kind() == invoker_auth::ErrorKind::Unauthenticated => e.to_string(),
+        other => panic!("expected an invalid token, got {other:?}"),
     }
 }
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig};
-use local::claims::{hand_made, now, strip, with};
-use local::emu::Emu;
-use shared::auth::{AuthConfig, ForwardedConfig};
+use shared::auth::{AuthConfig, ForwardedConfig, ServiceAuth};
 use shared::config::MapSource;
+use testkit::claims::{hand_made, now, strip, with};
+use testkit::emu::Emu;
 
 /// called's own audience.
 const AUD: &str = "https://called.example";
@@ -59,15 +59,15 @@ fn source(jwks: &str, pairs: &[(&str, &str)]) -> MapSource {
 }
 
 /// called's authentication settings, forwarded part included (as `called::Config` builds them).
-fn config(src: &MapSource) -> AuthConfig {
-    let mut auth = AuthConfig::from_source(src).expect("auth config");
-    auth.forwarded = Some(ForwardedConfig::from_source(src, &auth).expect("forwarded config"));
-    auth
+fn config(src: &MapSource) -> ServiceAuth {
+    let auth = AuthConfig::from_source(src).expect("auth config");
+    let forwarded = ForwardedConfig::from_source(src, &auth).expect("forwarded config");
+    ServiceAuth::new(&auth, reqwest::Client::new(), Some(&forwarded))
 }
 
-/// Starts the echo service ([`local::echo`]) and returns its base URL.
+/// Starts the echo service ([`testkit::echo`]) and returns its base URL.
 async fn serve(env: &Env, pairs: &[(&str, &str)]) -> String {
-    local::echo::serve(config(&source(&env.jwks, pairs))).await
+    testkit::echo::serve_with(config(&source(&env.jwks, pairs))).await
 }
 
 /// A new emulator, the echo service with `pairs`, and a token of the trusted forwarder.

@@ -9,12 +9,12 @@ use axum::Router;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig};
-use local::claims::{hand_made, now, with};
-use local::clock::{eventually, jump};
-use local::echo::serve;
-use local::emu::Emu;
 use shared::auth::AuthConfig;
 use shared::config::MapSource;
+use testkit::claims::{hand_made, now, with};
+use testkit::clock::{eventually, jump};
+use testkit::echo::serve;
+use testkit::emu::Emu;
 
 const AUD: &str = "https://called.example";
 const ISS: &str = "https://accounts.google.com";

@@ -1,6 +1,6 @@
 //! Property tests of the two parsers that face hostile input: the request-body validator
 //! (`body::parse_object` + `body::require_text`) and the ID-token verifier
-//! (`auth::Verifier::verify`, with and without stripped signatures).
+//! (`invoker_auth::verify::Verifier::verify`, with and without stripped signatures).
 //!
 //! Arbitrary input never panics, never accepts what it should not, and errors never echo the
 //! input. Case counts are small enough for the normal test run; `PROPTEST_CASES=N` runs more.
@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use local::emu::Emu;
+use invoker_auth::verify::{STRIPPED_SIGNATURE, Signature, Verifier};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value, json};
-use shared::auth::verifier::{STRIPPED_SIGNATURE, Verifier};
-use shared::auth::{AuthConfig, Signature};
+use shared::auth::AuthConfig;
 use shared::body::{parse_object, require_text};
+use testkit::emu::Emu;
 
 /// Longest `"bar"` the services accept, in characters.
 const MAX_CHARS: usize = 1024;
@@ -220,7 +220,7 @@ proptest! {
 /// One emulator (serving its key set on 127.0.0.1) and one verifier for every case.
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    verifier: Verifier,
+    verifier: Verifiers,
     /// A valid token for the verifier's audience.
     good: String,
 }
@@ -236,12 +236,16 @@ fn fixture() -> &'static Fixture {
             .build()
             .expect("runtime");
         let emu = rt.block_on(Emu::start());
-        let cfg = AuthConfig::from_source(&local::wiring::source(
-            &local::wiring::called_verifying(AUDIENCE, &emu.sa(), emu.addr),
+        let cfg = AuthConfig::from_source(&testkit::wiring::source(
+            &testkit::wiring::called_verifying(AUDIENCE, &emu.sa(), emu.addr),
             &[],
         ))
         .expect("auth config");
-        let verifier = Verifier::new(&cfg, reqwest::Client::new());
+        let keys = std::sync::Arc::new(cfg.key_set(reqwest::Client::new()));
+        let verifier = Verifiers {
+            required: cfg.verifier(&cfg.audiences, Signature::Required, keys.clone()),
+            stripped: cfg.verifier(&cfg.audiences, Signature::StrippedByCloudRun, keys),
+        };
         let good = emu
             .emulator
             .mint(&emu.sa(), AUDIENCE, Duration::from_secs(3600));
@@ -383,4 +387,23 @@ fn stripped_signature_is_accepted_only_with_platform_mode() {
         f.rt.block_on(f.verifier.verify(&stripped, Signature::StrippedByCloudRun))
             .is_ok()
     );
+}
+
+/// A verifier per signature rule on one key set, as a service builds them.
+struct Verifiers {
+    required: Verifier,
+    stripped: Verifier,
+}
+
+impl Verifiers {
+    async fn verify(
+        &self,
+        token: &str,
+        rule: Signature,
+    ) -> Result<std::sync::Arc<invoker_auth::Claims>, invoker_auth::AuthError> {
+        match rule {
+            Signature::Required => self.required.verify(token).await,
+            _ => self.stripped.verify(token).await,
+        }
+    }
 }

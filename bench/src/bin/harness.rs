@@ -9,7 +9,12 @@
 //!
 //! - `BENCH_DURATION_SECS` (5): measured `wrk` run per scenario; `BENCH_WARMUP_SECS` (2) before it.
 //! - `BENCH_THREADS` (2), `BENCH_CONNECTIONS` (64): `wrk -t -c`.
-//! - `BENCH_BIN_DIR` (`target/release`): where the binaries are.
+//! - `BENCH_SERVICE_BIN_DIR` (`BENCH_BIN_DIR`): where `caller` and `called` are. `bench/run.sh`
+//!   sets it to the output of the Dockerfile's build (its target and `RUSTFLAGS`, a cargo
+//!   invocation of their own), so that the shipped binaries are measured, not ones built next
+//!   to the tools (whose features cargo would unify into them).
+//! - `BENCH_BIN_DIR` (`target/release`): where the other binaries (`floor-front`, `floor-back`,
+//!   `metadata-emulator`, `local`) are.
 //! - `BENCH_SVG` (`bench/results.svg`): the chart.
 //! - `BENCH_RUST_LOG` (`info`) and `BENCH_LOG_FORMAT` (`json`, as on Cloud Run): the services'
 //!   logging, written to files in the run's temporary folder.
@@ -38,14 +43,15 @@ use bench::procfs;
 use bench::report::{self, BinarySize, Scenario, ServiceStats};
 use bench::wrk::{self, Load, WrkReport};
 use emulator::{Emulator, EmulatorConfig};
-use local::child::{Proc, Spec, free_port};
-use local::wiring;
+use testkit::child::{Proc, Spec, free_port};
+use testkit::wiring;
 
 /// The end user allowed to call `caller` in the benchmark.
 const BENCH_USER: &str = "bench-user@example.com";
 
 struct Settings {
     bin_dir: PathBuf,
+    service_bin_dir: PathBuf,
     load: Load,
     warmup: Duration,
     svg: PathBuf,
@@ -72,8 +78,10 @@ fn env_num(name: &str, default: u64) -> anyhow::Result<u64> {
 
 impl Settings {
     fn from_env() -> anyhow::Result<Self> {
+        let bin_dir = env_or("BENCH_BIN_DIR", "target/release");
         Ok(Self {
-            bin_dir: PathBuf::from(env_or("BENCH_BIN_DIR", "target/release")),
+            service_bin_dir: PathBuf::from(env_or("BENCH_SERVICE_BIN_DIR", &bin_dir)),
+            bin_dir: PathBuf::from(bin_dir),
             load: Load {
                 threads: u32::try_from(env_num("BENCH_THREADS", 2)?)?,
                 connections: u32::try_from(env_num("BENCH_CONNECTIONS", 64)?)?,
@@ -122,9 +130,18 @@ impl Settings {
         spec
     }
 
-    /// The release binary `name` ([`Settings::spec`]).
+    /// Where the release binary `name` is: `caller` and `called` in `BENCH_SERVICE_BIN_DIR`,
+    /// the rest in `BENCH_BIN_DIR`.
+    fn exe(&self, name: &str) -> PathBuf {
+        match name {
+            "caller" | "called" => self.service_bin_dir.join(name),
+            _ => self.bin_dir.join(name),
+        }
+    }
+
+    /// The release binary `name` ([`Settings::exe`], [`Settings::spec`]).
     fn binary(&self, name: &str, dir: &Path, envs: &[(&str, String)]) -> Spec {
-        self.spec(name, self.bin_dir.join(name), dir, envs)
+        self.spec(name, self.exe(name), dir, envs)
     }
 }
 
@@ -736,9 +753,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
     .into_iter()
     .map(|name| BinarySize {
         name: name.to_owned(),
-        bytes: std::fs::metadata(s.bin_dir.join(name))
-            .ok()
-            .map(|m| m.len()),
+        bytes: std::fs::metadata(s.exe(name)).ok().map(|m| m.len()),
     })
     .collect();
     println!("## Release binaries\n\n{}", report::size_table(&sizes));

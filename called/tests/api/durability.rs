@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use local::child::{Proc, Spec};
 use serde_json::{Value, json};
+use testkit::child::{Proc, Spec};
 use tokio::process::Command;
 
 use crate::backend_tests;

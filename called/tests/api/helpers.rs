@@ -1,5 +1,5 @@
 //! `spawn_app()` and typed helpers shared by every test; the server itself comes from the
-//! `local` test kit.
+//! test kit (`testkit`).
 //!
 //! PostgreSQL tests read `TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`);
 //! each gets its own schema `t_<uuidv7>` (selected with `options=-c search_path=…` in the URL,
@@ -9,12 +9,12 @@
 
 use std::time::Duration;
 
-use local::checks::loud;
-use local::in_process::Service;
 use reqwest::Response;
 use serde_json::Value;
 use shared::config::MapSource;
 use sqlx::Connection;
+use testkit::checks::loud;
+use testkit::in_process::Service;
 
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy)]
@@ -223,7 +223,7 @@ pub async fn spawn_on(
         dir,
         service,
     };
-    local::ready::wait_ready(&app.base).await;
+    testkit::ready::wait_ready(&app.base).await;
     app
 }
 

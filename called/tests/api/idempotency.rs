@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use local::checks::assert_problem;
+use testkit::checks::assert_problem;
 
 use crate::helpers::{Backend, spawn_app, spawn_keyed_post, spawn_on};
 

@@ -18,8 +18,8 @@ use crate::backend_tests;
 use crate::helpers::{
     Backend, TestApp, fresh_store, ids_and_next, new_entity_at, page_path, spawn_with,
 };
-use local::checks::assert_problem;
-use local::emu::Emu;
+use testkit::checks::assert_problem;
+use testkit::emu::Emu;
 
 backend_tests!(
     end_users_sharing_a_key_never_get_each_others_entity,

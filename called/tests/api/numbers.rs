@@ -6,7 +6,7 @@
 
 use crate::backend_tests;
 use crate::helpers::{Backend, spawn_app};
-use local::checks::assert_problem;
+use testkit::checks::assert_problem;
 
 backend_tests!(
     a_number_differing_past_f64_precision_is_not_replayed_and_keeps_its_digits,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::helpers::{Backend, ids_and_next, page_path, spawn_with};
-use local::checks::loud;
+use testkit::checks::loud;
 
 backend_tests!(following_next_under_a_byte_budget_returns_every_entity_once);
 

@@ -109,7 +109,7 @@ async fn unix_socket_url_works() {
             std::env::var("CI").as_deref() != Ok("true"),
             "no PostgreSQL socket in {dir} under CI=true"
         );
-        local::checks::loud(&format!(
+        testkit::checks::loud(&format!(
             "SKIPPED (no socket {dir}/.s.PGSQL.{port}): api::postgres::unix_socket_url_works"
         ));
         return;
@@ -232,7 +232,7 @@ async fn terminated_backends_mid_load_give_503_then_recover() {
     require_pg!("terminated_backends_mid_load_give_503_then_recover");
     let app = spawn_with(Backend::Postgres, |s| s.with("DATABASE_TIMEOUT_MS", "1000")).await;
     let app_name = app.pg_schema().expect("schema").to_owned();
-    let client = local::ready::client_with_timeout(Duration::from_secs(8));
+    let client = testkit::ready::client_with_timeout(Duration::from_secs(8));
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
     let mut writers = Vec::new();
@@ -514,7 +514,7 @@ async fn readiness_follows_the_database_without_restart() {
 
         proxy.set(Link::Up).await;
         let up_after = wait_for_status(&app, "/health/ready", 200).await;
-        local::checks::loud(&format!(
+        testkit::checks::loud(&format!(
             "{outage:?}: ready 503 after {down_after:?}, POST 503 in {post_took:?}, \
              200 again {up_after:?} after the link returned"
         ));

@@ -30,7 +30,7 @@ async fn hundred_anonymous_probes_of_called_cost_one_store_ping() {
         cfg.server.shutdown_grace,
         cfg.server.header_read_timeout,
     ));
-    let elapsed = local::checks::probe_burst(&url, 100).await;
+    let elapsed = testkit::checks::probe_burst(&url, 100).await;
     // Checks are serialized and each result is served for about a second, so a burst lasting
     // `elapsed` costs at most one check per started second — not one per probe.
     let bound = 1 + elapsed.as_secs();

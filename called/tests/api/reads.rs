@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use local::checks::assert_problem;
+use testkit::checks::assert_problem;
 
 use crate::helpers::{Backend, ids_and_next, page_path, spawn_app};
 

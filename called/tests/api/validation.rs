@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::backend_tests;
-use local::checks::assert_problem;
+use testkit::checks::assert_problem;
 
 use crate::helpers::{Backend, spawn_app, spawn_with};
 

@@ -1,9 +1,9 @@
 //! What only this suite needs from the kit's pieces: the real `called` binary as a child, and
 //! reading its SQLite file afterwards.
 
-use local::child::{Proc, Spec};
-use local::emu::Emu;
 use sqlx::Connection;
+use testkit::child::{Proc, Spec};
+use testkit::emu::Emu;
 
 /// The real `called` binary without authentication on `database_url`.
 pub fn called_open(database_url: &str) -> Spec {
@@ -16,7 +16,7 @@ pub fn called_open(database_url: &str) -> Spec {
 /// [`called_open`] on SQLite in a new folder, with `settings` on top, started on a port of its
 /// own: the process and the folder (keep it as long as the process).
 pub async fn start_open(settings: &[(&str, &str)]) -> (Proc, tempfile::TempDir) {
-    let (database_url, dir) = local::in_process::sqlite_store();
+    let (database_url, dir) = testkit::in_process::sqlite_store();
     let mut spec = called_open(&database_url);
     for (name, value) in settings {
         spec = spec.with(name, *value);
@@ -31,7 +31,7 @@ pub fn called_verifying(emu: &Emu, port: u16, database_url: &str) -> Spec {
         env!("CARGO_BIN_EXE_called"),
         &[("DATABASE_URL", database_url)],
     )
-    .with_all(&local::wiring::called_verifying(
+    .with_all(&testkit::wiring::called_verifying(
         &format!("http://127.0.0.1:{port}"),
         &emu.sa(),
         emu.addr,

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::time::MissedTickBehavior;
 
-use local::checks::assert_problem_parts;
-use local::child::{Proc, free_port};
-use local::emu::Emu;
-use local::in_process::{spawn_caller, sqlite_store};
+use testkit::checks::assert_problem_parts;
+use testkit::child::{Proc, free_port};
+use testkit::emu::Emu;
+use testkit::in_process::{spawn_caller, sqlite_store};
 
 use crate::helpers::{called_verifying, duplicated_keys, rows};
 
@@ -85,8 +85,8 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load_through_caller(
         ],
     )
     .await;
-    local::ready::wait_ready(&caller.base).await;
-    let client = local::ready::client_with_timeout(CALL_TIMEOUT * 2 + Duration::from_secs(4));
+    testkit::ready::wait_ready(&caller.base).await;
+    let client = testkit::ready::client_with_timeout(CALL_TIMEOUT * 2 + Duration::from_secs(4));
 
     let drive = drive();
     let kills = kills(drive);
@@ -249,7 +249,7 @@ async fn acknowledged_writes_survive_repeated_sigkill_under_load_through_caller(
          slowest answer {slowest:?}",
         stored.len()
     );
-    local::checks::loud(&report);
+    testkit::checks::loud(&report);
     assert!(
         during >= 30 * outages.len() / 3,
         "the load overlapped the outages: {report}"

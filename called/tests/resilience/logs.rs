@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use local::checks::assert_no_tokens;
-use local::child::{Proc, free_port};
-use local::claims::now;
-use local::emu::Emu;
-use local::in_process::sqlite_store;
 use tempfile::TempDir;
+use testkit::checks::assert_no_tokens;
+use testkit::child::{Proc, free_port};
+use testkit::claims::now;
+use testkit::emu::Emu;
+use testkit::in_process::sqlite_store;
 
 use crate::helpers::called_verifying;
 
@@ -37,7 +37,7 @@ async fn called_never_logs_a_token_even_at_trace_level() {
     let bad = emu.refused_tokens(&sa, &audience, &good);
     let tokens = bad.all_with(&good);
 
-    let client = local::ready::client_with_timeout(Duration::from_secs(10));
+    let client = testkit::ready::client_with_timeout(Duration::from_secs(10));
     let base = &called.base;
     let post = |token: &str, header: &'static str| {
         client

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use local::checks::assert_problem_parts;
-use local::raw::Raw;
+use testkit::checks::assert_problem_parts;
+use testkit::raw::Raw;
 
 use crate::helpers::start_open;
 
@@ -25,7 +25,7 @@ async fn excess_requests_get_503_at_once_memory_stays_bounded_and_service_recove
         ("REQUEST_TIMEOUT_MS", "60000"),
     ])
     .await;
-    let client = local::ready::client_with_timeout(Duration::from_secs(10));
+    let client = testkit::ready::client_with_timeout(Duration::from_secs(10));
     let url = format!("{}/", called.base);
     let body = json!({"bar": "x".repeat(512)});
 
@@ -149,7 +149,7 @@ async fn excess_requests_get_503_at_once_memory_stays_bounded_and_service_recove
          (slowest {slowest:?}); VmRSS {} KiB -> {} KiB, VmHWM {} KiB -> {} KiB",
         before.rss_kib, after.rss_kib, before.hwm_kib, after.hwm_kib
     );
-    local::checks::loud(&report);
+    testkit::checks::loud(&report);
     assert!(after.hwm_kib < 100 * MIB, "peak RSS bounded: {report}");
     assert!(
         after.rss_kib < before.rss_kib + 32 * MIB,

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use shared::config::MapSource;
 use sqlx::Connection;
 
-use local::in_process::{Service, sqlite_store};
+use testkit::in_process::{Service, sqlite_store};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -98,11 +98,11 @@ fn any_interleaving_of_replays_stores_one_row_and_answers_one_entity() {
             MapSource::from_pairs([("AUTH_MODE", "off")]).with("DATABASE_URL", database_url.clone())
         })
         .await;
-        local::ready::wait_ready(&called.base).await;
+        testkit::ready::wait_ready(&called.base).await;
         called
     });
     let base = called.base.clone();
-    let client = local::ready::client_with_timeout(std::time::Duration::from_secs(10));
+    let client = testkit::ready::client_with_timeout(std::time::Duration::from_secs(10));
     let url = format!("{base}/");
     let cases = std::env::var("PROPTEST_CASES")
         .ok()

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use local::child::Proc;
-use local::drain;
-use local::in_process::sqlite_store;
-use local::raw::Raw;
+use testkit::child::Proc;
+use testkit::drain;
+use testkit::in_process::sqlite_store;
+use testkit::raw::Raw;
 
 use crate::helpers::{called_open, rows, start_open};
 

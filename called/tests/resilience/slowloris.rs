@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use local::checks::assert_problem_parts;
-use local::raw::Raw;
+use testkit::checks::assert_problem_parts;
+use testkit::raw::Raw;
 
 use crate::helpers::start_open;
 
@@ -45,7 +45,7 @@ async fn unfinished_headers_are_cut_off_at_the_header_read_timeout_while_others_
     }
 
     // Meanwhile, normal clients are served promptly.
-    let client = local::ready::client_with_timeout(Duration::from_secs(5));
+    let client = testkit::ready::client_with_timeout(Duration::from_secs(5));
     let mut slowest_normal = Duration::ZERO;
     for i in 0..10 {
         let t = Instant::now();
@@ -87,7 +87,7 @@ async fn unfinished_headers_are_cut_off_at_the_header_read_timeout_while_others_
         closed_after.iter().min().copied().unwrap_or_default(),
         closed_after.iter().max().copied().unwrap_or_default(),
     );
-    local::checks::loud(&format!(
+    testkit::checks::loud(&format!(
         "slowloris headers: 45 connections closed after {min:?}..{max:?} \
          (HEADER_READ_TIMEOUT_MS=500); slowest normal request meanwhile {slowest_normal:?}"
     ));
@@ -100,7 +100,7 @@ async fn a_stalled_body_gets_503_at_the_request_timeout_and_frees_its_permit() {
         ("MAX_CONCURRENT_REQUESTS", "2"),
     ])
     .await;
-    let client = local::ready::client_with_timeout(Duration::from_secs(5));
+    let client = testkit::ready::client_with_timeout(Duration::from_secs(5));
     let post = || {
         client
             .post(format!("{}/", called.base))
@@ -149,7 +149,7 @@ async fn a_stalled_body_gets_503_at_the_request_timeout_and_frees_its_permit() {
     // Permits are back.
     let res = post().await.expect("post");
     assert_eq!(res.status(), 201, "the permits were released");
-    local::checks::loud(&format!(
+    testkit::checks::loud(&format!(
         "slowloris body: stalled uploads answered 503 after {:?} (REQUEST_TIMEOUT_MS=1000)",
         started.elapsed()
     ));

@@ -7,10 +7,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
-use local::checks::{Problem, assert_problem};
-use local::claims::{now, strip, with, without};
-use local::emu::{Emu, USER};
-use local::in_process::{spawn_called, spawn_caller, spawn_chain};
+use testkit::checks::{Problem, assert_problem};
+use testkit::claims::{now, strip, with, without};
+use testkit::emu::{Emu, USER};
+use testkit::in_process::{spawn_called, spawn_caller, spawn_chain};
 
 fn claims(aud: &str) -> Value {
     json!({"iss": "https://accounts.google.com", "aud": aud, "sub": "1234", "email": USER,

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use local::checks::{Problem, assert_problem};
-use local::emu::USER;
-use local::in_process::spawn_chain;
+use testkit::checks::{Problem, assert_problem};
+use testkit::emu::USER;
+use testkit::in_process::spawn_chain;
 
 use crate::helpers::{post, post_keyed};
 

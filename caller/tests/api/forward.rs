@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use local::checks::{Problem, assert_problem};
-use local::emu::Emu;
-use local::in_process::{Service, spawn_caller};
+use testkit::checks::{Problem, assert_problem};
+use testkit::emu::Emu;
+use testkit::in_process::{Service, spawn_caller};
 
 /// A scripted answer: status and optional Retry-After.
 type Step = (u16, Option<&'static str>);
@@ -224,7 +224,7 @@ async fn called_down_is_502_and_stuck_is_504_within_the_deadline() {
         502,
     )
     .await;
-    local::checks::assert_not_ready(&caller.base).await;
+    testkit::checks::assert_not_ready(&caller.base).await;
 
     let (_e, _fake, caller, token) =
         setup(vec![(201, None)], true, &[("CALL_TIMEOUT_MS", "600")]).await;

@@ -1,4 +1,4 @@
-//! What only this suite needs besides the `local` test kit: a plain JSON `POST`.
+//! What only this suite needs besides the test kit (`testkit`): a plain JSON `POST`.
 
 use reqwest::Response;
 use serde_json::Value;

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use local::checks::{Problem, assert_problem};
-use local::emu::Emu;
-use local::in_process::spawn_called;
+use testkit::checks::{Problem, assert_problem};
+use testkit::emu::Emu;
+use testkit::in_process::spawn_called;
 
 async fn post_as_caller(emu: &Emu, base: &str, token: &str) -> reqwest::Response {
     let _ = emu;
@@ -32,7 +32,7 @@ async fn key_set_down_at_start_is_503_then_recovers() {
     } = assert_problem(post_as_caller(&emu, &called.base, &token).await, 503).await;
     assert!(retry.is_some());
     emu.emulator.set_jwks_down(false);
-    local::checks::until_created(
+    testkit::checks::until_created(
         "key set back",
         Duration::from_secs(15),
         Duration::from_millis(250),

@@ -1,5 +1,5 @@
 //! End-to-end tests: emulator → caller → called, all real servers on 127.0.0.1:0, started by
-//! the `local` test kit.
+//! the test kit (`testkit`).
 
 mod helpers;
 

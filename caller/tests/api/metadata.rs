@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use emulator::IdentityFault;
 use serde_json::json;
 
-use local::checks::{Problem, assert_not_ready, assert_problem, until_created};
-use local::emu::Emu;
-use local::in_process::{Service, spawn_called, spawn_caller, spawn_chain};
+use testkit::checks::{Problem, assert_not_ready, assert_problem, until_created};
+use testkit::emu::Emu;
+use testkit::in_process::{Service, spawn_called, spawn_caller, spawn_chain};
 
 use crate::helpers::post;
 

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use local::checks::assert_problem;
-use local::emu::{Emu, USER};
-use local::in_process::{Service, spawn_caller};
+use testkit::checks::assert_problem;
+use testkit::emu::{Emu, USER};
+use testkit::in_process::{Service, spawn_caller};
 
 /// What a fake `called` saw: the headers of every `POST /`, and how many `/health/live` hits.
 #[derive(Clone, Default)]
@@ -231,7 +231,7 @@ async fn stalled_metadata_server_is_not_blamed_on_called() {
     .await;
     let token = emu.user_token(&caller.base);
     let res = crate::helpers::post(&caller.base, Some(&token), &json!({"foo": "x"})).await;
-    let local::checks::Problem {
+    let testkit::checks::Problem {
         detail,
         retry_after,
         ..
@@ -255,7 +255,7 @@ async fn hundred_anonymous_probes_cost_one_upstream_check() {
     let (called, seen) = spawn_recorder().await;
     let caller = spawn_caller(&emu, &called, &[]).await;
     let url = format!("{}/health/ready", caller.base);
-    let elapsed = local::checks::probe_burst(&url, 100).await;
+    let elapsed = testkit::checks::probe_burst(&url, 100).await;
     // Checks are serialized and each result is served for about a second, so a burst lasting
     // `elapsed` costs at most one check per started second — not one per probe.
     let bound = 1 + elapsed.as_secs() as usize;

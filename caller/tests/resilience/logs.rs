@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use local::checks::assert_no_tokens;
-use local::child::{Proc, free_port};
-use local::emu::{Emu, USER};
-use local::in_process::spawn_called;
+use testkit::checks::assert_no_tokens;
+use testkit::child::{Proc, free_port};
+use testkit::emu::{Emu, USER};
+use testkit::in_process::spawn_called;
 
 use crate::helpers::caller_spec;
 
@@ -29,7 +29,7 @@ async fn caller_never_logs_a_token_even_at_trace_level() {
     // What caller forwards is minted by the emulator for called; any JWT is caught by `eyJ`.
     let tokens = bad.all_with(&good);
 
-    let client = local::ready::client_with_timeout(Duration::from_secs(15));
+    let client = testkit::ready::client_with_timeout(Duration::from_secs(15));
     let base = &caller.base;
     let post = |token: &str, key: &str| {
         client

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use local::child::{Proc, free_port};
-use local::drain;
-use local::emu::Emu;
-use local::in_process::spawn_called;
-use local::raw::Raw;
+use testkit::child::{Proc, free_port};
+use testkit::drain;
+use testkit::emu::Emu;
+use testkit::in_process::spawn_called;
+use testkit::raw::Raw;
 
 use crate::helpers::caller_spec;
 

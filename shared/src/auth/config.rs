@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use crate::config::{ConfigError, Reader, Setting, Source, require_secure_transport};
 
-use super::allow_list::PrincipalPattern;
-use super::forwarded::ForwardedConfig;
+use std::sync::Arc;
+
+use invoker_auth::AllowList;
+use invoker_auth::verify::{JwksCache, KeySource, Signature, Verifier};
+
 use super::mode::AuthMode;
 
 /// Validated authentication settings.
@@ -15,8 +18,9 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     /// `AUTH_AUDIENCES`: accepted `aud` values.
     pub audiences: Vec<String>,
-    /// `AUTH_ALLOWED_PRINCIPALS`; empty only when `allow_any_principal` or mode is off.
-    pub allowed: Vec<PrincipalPattern>,
+    /// `AUTH_ALLOWED_PRINCIPALS` (or anyone with `AUTH_ALLOW_ANY_PRINCIPAL=true`); empty
+    /// only when the mode is off.
+    pub allowed: AllowList,
     /// `AUTH_ALLOW_ANY_PRINCIPAL`.
     pub allow_any_principal: bool,
     /// `AUTH_JWKS_URL`.
@@ -33,15 +37,11 @@ pub struct AuthConfig {
     /// `AUTH_MODE=platform` off Cloud Run (`K_SERVICE` unset), allowed by
     /// `AUTH_PLATFORM_TRUSTED=true`: warned about loudly at start.
     pub platform_off_cloud_run: bool,
-    /// `ALLOW_INSECURE_HTTP`: `http://` to non-loopback hosts allowed.
-    pub allow_insecure_http: bool,
-    /// End users forwarded by trusted principals (`called` only; `None` ignores the header).
-    pub forwarded: Option<ForwardedConfig>,
 }
 
 /// Google's key set for ID tokens.
-pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
-/// Issuers Google puts in ID tokens.
+pub const GOOGLE_JWKS_URL: &str = invoker_auth::verify::GOOGLE_JWKS_URL;
+/// Issuers Google puts in ID tokens (`AUTH_ISSUERS`'s default).
 pub const GOOGLE_ISSUERS: &str = "https://accounts.google.com,accounts.google.com";
 
 impl AuthConfig {
@@ -123,7 +123,7 @@ impl AuthConfig {
         let mode: AuthMode = r.parse(&Self::AUTH_MODE)?;
         let allow_any_principal = r.bool(&Self::AUTH_ALLOW_ANY_PRINCIPAL)?;
         let audiences = r.list(&Self::AUTH_AUDIENCES);
-        let allowed = principal_list(&r, &Self::AUTH_ALLOWED_PRINCIPALS)?;
+        let listed = principal_list(&r, &Self::AUTH_ALLOWED_PRINCIPALS)?;
         let allow_insecure_http = r.bool(&Self::ALLOW_INSECURE_HTTP)?;
         let jwks_url: String = r.parse(&Self::AUTH_JWKS_URL)?;
         match url::Url::parse(&jwks_url) {
@@ -163,13 +163,18 @@ impl AuthConfig {
                     "required unless AUTH_MODE=off: the aud values this service accepts (its own URL)",
                 ));
             }
-            if allowed.is_empty() && !allow_any_principal {
+            if listed.is_empty() && !allow_any_principal {
                 return Err(ConfigError::missing(
                     "AUTH_ALLOWED_PRINCIPALS",
                     "required unless AUTH_MODE=off or AUTH_ALLOW_ANY_PRINCIPAL=true: any Google account can mint a token for any audience, so name who may call",
                 ));
             }
         }
+        let allowed = if allow_any_principal {
+            AllowList::any()
+        } else {
+            listed
+        };
         Ok(Self {
             mode,
             audiences,
@@ -181,8 +186,6 @@ impl AuthConfig {
             max_token_lifetime_secs,
             jwks_max_stale,
             platform_off_cloud_run: mode == AuthMode::Platform && !on_cloud_run,
-            allow_insecure_http,
-            forwarded: None,
         })
     }
 
@@ -191,7 +194,7 @@ impl AuthConfig {
         Self {
             mode: AuthMode::Off,
             audiences: Vec::new(),
-            allowed: Vec::new(),
+            allowed: AllowList::new(Vec::new()),
             allow_any_principal: false,
             jwks_url: GOOGLE_JWKS_URL.to_owned(),
             issuers: GOOGLE_ISSUERS.split(',').map(str::to_owned).collect(),
@@ -199,19 +202,35 @@ impl AuthConfig {
             max_token_lifetime_secs: 3600,
             jwks_max_stale: Duration::from_secs(86_400),
             platform_off_cloud_run: false,
-            allow_insecure_http: false,
-            forwarded: None,
         }
     }
+}
 
-    /// Whether `email` (a service account, or a user without a Workspace domain) may call.
-    pub fn is_allowed(&self, email: &str) -> bool {
-        self.admits(email, None)
+impl AuthConfig {
+    /// The key-set cache these settings describe (`AUTH_JWKS_URL`, `AUTH_JWKS_MAX_STALE_SECS`),
+    /// fetched with `http`.
+    pub fn key_set(&self, http: reqwest::Client) -> JwksCache {
+        JwksCache::builder(self.jwks_url.clone())
+            .http_client(http)
+            .max_stale(self.jwks_max_stale)
+            .build()
     }
 
-    /// Whether the verified `email` with hosted domain `hd` (the token's `hd` claim) may call.
-    pub fn admits(&self, email: &str, hd: Option<&str>) -> bool {
-        self.allow_any_principal || self.allowed.iter().any(|p| p.admits(email, hd))
+    /// The library verifier these settings describe (`AUTH_ISSUERS`, `AUTH_CLOCK_SKEW_SECS`,
+    /// `AUTH_MAX_TOKEN_LIFETIME_SECS`) for tokens minted for `audiences`, on `keys`.
+    pub fn verifier(
+        &self,
+        audiences: &[String],
+        signature: Signature,
+        keys: Arc<dyn KeySource>,
+    ) -> Verifier {
+        Verifier::builder(audiences.iter().cloned())
+            .issuers(self.issuers.iter().cloned())
+            .leeway(Duration::from_secs(self.clock_skew_secs))
+            .max_lifetime(Duration::from_secs(self.max_token_lifetime_secs))
+            .shared_keys(keys)
+            .signature(signature)
+            .build()
     }
 }
 
@@ -219,16 +238,12 @@ impl AuthConfig {
 ///
 /// # Errors
 /// A [`ConfigError`] naming the setting and the entry that is neither an email nor `*@domain`.
-pub fn principal_list(
-    r: &Reader<'_>,
-    setting: &Setting,
-) -> Result<Vec<PrincipalPattern>, ConfigError> {
-    r.list(setting)
-        .iter()
-        .map(|item| {
-            PrincipalPattern::parse(item).map_err(|reason| {
-                ConfigError::invalid(setting.name, r.raw(setting).unwrap_or_default(), reason)
-            })
-        })
-        .collect()
+pub fn principal_list(r: &Reader<'_>, setting: &Setting) -> Result<AllowList, ConfigError> {
+    AllowList::parse(r.list(setting)).map_err(|e| {
+        ConfigError::invalid(
+            setting.name,
+            r.raw(setting).unwrap_or_default(),
+            e.to_string(),
+        )
+    })
 }

@@ -2,17 +2,16 @@
 //! `X-Forwarded-Authorization`, and what that end user's token must satisfy.
 //!
 //! Settings are `called`'s (`AUTH_FORWARDERS`, `AUTH_FORWARDED_AUDIENCES`,
-//! `AUTH_FORWARDED_MODE`); the check itself runs in [`Authenticator`](super::Authenticator).
+//! `AUTH_FORWARDED_MODE`); the check itself runs in the library's
+//! [`ForwardedUsers`](invoker_auth::ForwardedUsers).
 
 use crate::config::{ConfigError, Reader, Setting, Source};
 
-use super::allow_list::PrincipalPattern;
-use super::authenticator::Identity;
-use super::config::{AuthConfig, principal_list};
-use super::mode::{AuthMode, Signature};
+use invoker_auth::AllowList;
+use invoker_auth::verify::Signature;
 
-/// The header a trusted forwarder puts its own client's ID token in.
-pub const FORWARDED_AUTHORIZATION: &str = "x-forwarded-authorization";
+use super::config::{AuthConfig, principal_list};
+use super::mode::AuthMode;
 
 /// How a forwarded end-user token's signature is checked (`AUTH_FORWARDED_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +49,7 @@ impl ForwardedMode {
 #[derive(Debug, Clone)]
 pub struct ForwardedConfig {
     /// `AUTH_FORWARDERS`: principals trusted to forward an end user; empty = header ignored.
-    pub forwarders: Vec<PrincipalPattern>,
+    pub forwarders: AllowList,
     /// `AUTH_FORWARDED_AUDIENCES`: `aud` values accepted on forwarded tokens.
     pub audiences: Vec<String>,
     /// `AUTH_FORWARDED_MODE`.
@@ -114,12 +113,5 @@ impl ForwardedConfig {
             audiences,
             mode,
         })
-    }
-
-    /// Whether `principal` may vouch for an end user.
-    pub fn trusts(&self, principal: &Identity) -> bool {
-        self.forwarders
-            .iter()
-            .any(|p| p.admits(&principal.email, principal.hosted_domain.as_deref()))
     }
 }

@@ -1,5 +1,8 @@
-//! The authentication mode of a service (`AUTH_MODE`) and the one switch that lets a token
-//! through without a signature check ([`Signature`]).
+//! The authentication mode of a service (`AUTH_MODE`): which signature rule and which header
+//! rule of the library it selects.
+
+use invoker_auth::HeaderRule;
+use invoker_auth::verify::Signature;
 
 /// How a service authenticates its callers (`AUTH_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,24 +27,21 @@ impl std::str::FromStr for AuthMode {
     }
 }
 
-/// Whether a token's signature must be checked. A named type, never a bare `bool`: the one
-/// value that skips the cryptographic check says so where it is passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signature {
-    /// The signature is verified against the key set; a stripped signature is refused.
-    Required,
-    /// Behind Cloud Run's IAM check: a signature that is exactly
-    /// `SIGNATURE_REMOVED_BY_GOOGLE` is accepted on the claims alone (Cloud Run checked it);
-    /// any other signature is still verified.
-    StrippedByCloudRun,
-}
-
 impl AuthMode {
     /// The signature rule this mode applies to the request's own token.
     pub fn signature(self) -> Signature {
         match self {
             Self::Platform => Signature::StrippedByCloudRun,
             Self::Verify | Self::Off => Signature::Required,
+        }
+    }
+
+    /// The header the request's own token is read from: in platform mode
+    /// `X-Serverless-Authorization` when present (the header Cloud Run checked).
+    pub fn header_rule(self) -> HeaderRule {
+        match self {
+            Self::Platform => HeaderRule::ServerlessFirst,
+            Self::Verify | Self::Off => HeaderRule::Authorization,
         }
     }
 }

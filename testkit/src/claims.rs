@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use invoker_auth::verify::STRIPPED_SIGNATURE;
 use serde_json::{Value, json};
-use shared::auth::verifier::STRIPPED_SIGNATURE;
 
 /// Seconds since the Unix epoch (the unit of `iat` and `exp`).
 pub fn now() -> u64 {

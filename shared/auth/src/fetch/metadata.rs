@@ -201,7 +201,7 @@ mod tests {
     use axum::routing::get;
 
     use super::*;
-    use crate::token::jwt::tests::jwt_expiring_in;
+    use crate::fetch::jwt::tests::jwt_expiring_in;
 
     /// A request the fake saw: path, raw query, `Metadata-Flavor` header.
     type Seen = (String, Option<String>, Option<String>);

@@ -1,5 +1,5 @@
-//! The echo service: a router with the real [`Authenticator`] behind the common layers on
-//! 127.0.0.1:0, answering `POST /` with 201 and the [`Principal`] it extracted — for the suites
+//! The echo service: a router with the real [`ServiceAuth`] behind the common layers on
+//! 127.0.0.1:0, answering `POST /` with 201 and the [`Caller`] it extracted — for the suites
 //! that test authentication against a running service without a store.
 
 use std::time::Duration;
@@ -8,17 +8,21 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing;
 use serde_json::json;
-use shared::auth::{AuthConfig, Authenticator, Principal};
+use shared::auth::{AuthConfig, Caller, ServiceAuth, protect};
 use shared::config::{MapSource, ServerConfig};
 
 /// Starts the echo service with the authentication settings `cfg` and returns its base URL
 /// (`http://127.0.0.1:PORT`). It runs until the test's runtime ends.
 pub async fn serve(cfg: AuthConfig) -> String {
-    let auth = Authenticator::new(cfg, reqwest::Client::new());
-    let routes = Router::new()
-        .route(
-            "/",
-            routing::post(|p: Principal| async move {
+    serve_with(ServiceAuth::new(&cfg, reqwest::Client::new(), None)).await
+}
+
+/// The same with an authentication built by the test (forwarded end users, say).
+pub async fn serve_with(auth: ServiceAuth) -> String {
+    let routes = Router::new().route(
+        "/",
+        protect(
+            routing::post(|p: Caller| async move {
                 (
                     StatusCode::CREATED,
                     axum::Json(
@@ -26,8 +30,9 @@ pub async fn serve(cfg: AuthConfig) -> String {
                     ),
                 )
             }),
-        )
-        .with_state(auth);
+            &auth,
+        ),
+    );
     let server = ServerConfig::from_source(&MapSource::default()).expect("server config");
     let router = shared::server::with_common_layers(routes, &server);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

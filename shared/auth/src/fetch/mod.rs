@@ -1,4 +1,4 @@
-//! ID tokens for calling another service: where they come from ([`TokenSource`]) and the one
+//! Fetching ID tokens to call another service (feature `fetch`): where they come from ([`TokenSource`]) and the one
 //! cache in front of all sources ([`TokenCache`]).
 //!
 //! # Why the cache is ours
@@ -18,7 +18,7 @@
 //!
 //! - [`MetadataSource`] (the hot path on Cloud Run) talks to the metadata server directly on
 //!   the shared HTTP client, with a timeout, and never returns an expired token;
-//! - [`GoogleAuthSource`] (key files, impersonation, gcloud users) builds a *fresh*
+//! - `GoogleAuthSource` (feature `google-cloud-auth`: key files, impersonation, gcloud users) builds a *fresh*
 //!   `google-cloud-auth` credentials object for every fetch (about once an hour), calls it in a
 //!   separate task under a timeout (so its panics and hangs become errors), and reads the expiry
 //!   itself — google-cloud-auth's cache never holds a token we use;
@@ -30,6 +30,7 @@
 //! the source kind, the audience and the expiry.
 
 mod cache;
+#[cfg(feature = "google-cloud-auth")]
 mod google;
 mod jwt;
 mod metadata;
@@ -43,11 +44,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use cache::{CacheOptions, TokenCache};
+#[cfg(feature = "google-cloud-auth")]
 pub use google::GoogleAuthSource;
 pub use jwt::expiry_of;
 pub use metadata::{DEFAULT_METADATA_HOST, MetadataSource};
-
-use shared::config::{Env, Source};
 
 /// An OIDC ID token (a compact JWT) and the time it expires.
 ///
@@ -80,6 +80,24 @@ impl IdToken {
     /// The token, for an `Authorization: Bearer` header. Never log it.
     pub fn value(&self) -> &str {
         &self.value
+    }
+
+    /// `Bearer <token>` as a header value marked sensitive (kept out of HTTP/2 header tables
+    /// and `Debug` output).
+    pub fn header_value(&self) -> http::HeaderValue {
+        let mut v = http::HeaderValue::try_from(format!("Bearer {}", self.value))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer invalid"));
+        v.set_sensitive(true);
+        v
+    }
+
+    /// Sets `Authorization: Bearer <token>` on an outbound request (an `http::Request`, as
+    /// hyper and tower clients take; reqwest converts from it too, or use
+    /// `RequestBuilder::bearer_auth(token.value())`).
+    pub fn authorize<B>(&self, request: &mut http::Request<B>) {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, self.header_value());
     }
 
     /// When the token expires (its `exp` claim).
@@ -216,30 +234,47 @@ impl FromStr for SourceKind {
     }
 }
 
-/// Builds the source for `kind`, reading `GOOGLE_APPLICATION_CREDENTIALS` and `HOME` from the
-/// process environment. See [`build_source_from`].
-///
-/// # Errors
-/// As [`build_source_from`].
-pub fn build_source(
-    kind: SourceKind,
-    audience: &str,
-    metadata_host: Option<&str>,
-    http: reqwest::Client,
-    fetch_timeout: Duration,
-) -> Result<Arc<dyn TokenSource>, TokenError> {
-    build_source_from(kind, audience, metadata_host, http, fetch_timeout, &Env)
+/// Where Google's default credential search looks for a credentials file. The library reads
+/// no environment variable: fill this from `GOOGLE_APPLICATION_CREDENTIALS` and `HOME` (see
+/// [`CredentialFiles::from_env_values`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialFiles {
+    /// The file named explicitly (`GOOGLE_APPLICATION_CREDENTIALS`); must exist when set.
+    pub explicit: Option<PathBuf>,
+    /// gcloud's well-known file (`~/.config/gcloud/application_default_credentials.json`),
+    /// used when it exists.
+    pub well_known: Option<PathBuf>,
 }
 
-/// Builds the source for `kind`, reading `GOOGLE_APPLICATION_CREDENTIALS` and `HOME` from `env`.
+impl CredentialFiles {
+    /// From the values of `GOOGLE_APPLICATION_CREDENTIALS` and `HOME` (blank = unset).
+    pub fn from_env_values(
+        google_application_credentials: Option<&str>,
+        home: Option<&str>,
+    ) -> Self {
+        Self {
+            explicit: google_application_credentials
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            well_known: home.filter(|v| !v.trim().is_empty()).map(|home| {
+                PathBuf::from(home).join(".config/gcloud/application_default_credentials.json")
+            }),
+        }
+    }
+}
+
+/// Builds the source for `kind`:
 ///
 /// - `metadata`: [`MetadataSource`] on `metadata_host` (default `metadata.google.internal`;
 ///   an `http://` prefix and a trailing `/` are stripped).
-/// - `service-account`: the key file in `GOOGLE_APPLICATION_CREDENTIALS` (required).
-/// - `impersonate`, `user`: the file in `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's
-///   well-known `~/.config/gcloud/application_default_credentials.json` (required to exist).
-/// - `auto`: the file in `GOOGLE_APPLICATION_CREDENTIALS` (must exist when set), else gcloud's
-///   well-known file when it exists, else the metadata server as for `metadata`.
+/// - `service-account`: the key file `files.explicit` (required).
+/// - `impersonate`, `user`: `files.explicit`, else `files.well_known` (required to exist).
+/// - `auto`: `files.explicit` (must exist when set), else `files.well_known` when it exists,
+///   else the metadata server as for `metadata`.
+///
+/// Without the `google-cloud-auth` feature only the metadata server is available; the other
+/// kinds are [`TokenError::Config`].
 ///
 /// Credentials files are checked now (readable JSON of a suitable `type`) so that a bad setup
 /// fails at startup, and read again at every fetch so that rotated keys are picked up.
@@ -247,29 +282,20 @@ pub fn build_source(
 /// # Errors
 /// [`TokenError::Config`] for an empty audience, an invalid metadata host, or a missing,
 /// unreadable or unsuitable credentials file. The message names the file, never its content.
-pub fn build_source_from(
+pub fn build_source(
     kind: SourceKind,
     audience: &str,
     metadata_host: Option<&str>,
+    files: &CredentialFiles,
     http: reqwest::Client,
     fetch_timeout: Duration,
-    env: &dyn Source,
 ) -> Result<Arc<dyn TokenSource>, TokenError> {
     let audience = audience.trim();
     if audience.is_empty() {
         return Err(TokenError::Config("the token audience is empty".to_owned()));
     }
-    let explicit_file = env
-        .get("GOOGLE_APPLICATION_CREDENTIALS")
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let well_known = env
-        .get("HOME")
-        .filter(|v| !v.trim().is_empty())
-        .map(|home| {
-            PathBuf::from(home).join(".config/gcloud/application_default_credentials.json")
-        });
+    let explicit_file = files.explicit.clone();
+    let well_known = files.well_known.clone();
     let metadata = |http: reqwest::Client| -> Result<Arc<dyn TokenSource>, TokenError> {
         let host = metadata_host.unwrap_or(DEFAULT_METADATA_HOST);
         let source = MetadataSource::try_new(http, host, audience, fetch_timeout)?;
@@ -283,17 +309,27 @@ pub fn build_source_from(
         })
     };
     let google = |kind: SourceKind, file: PathBuf| -> Result<Arc<dyn TokenSource>, TokenError> {
-        Ok(Arc::new(GoogleAuthSource::new(
-            kind,
-            audience,
-            file,
-            fetch_timeout,
-        )?))
+        #[cfg(feature = "google-cloud-auth")]
+        {
+            Ok(Arc::new(GoogleAuthSource::new(
+                kind,
+                audience,
+                file,
+                fetch_timeout,
+            )?))
+        }
+        #[cfg(not(feature = "google-cloud-auth"))]
+        {
+            Err(TokenError::Config(format!(
+                "TOKEN_SOURCE={kind} (credentials file {}) needs invoker-auth's google-cloud-auth feature",
+                file.display()
+            )))
+        }
     };
     match kind {
         SourceKind::Metadata => metadata(http),
         SourceKind::ServiceAccount => {
-            let file = explicit_file.ok_or_else(|| {
+            let file = explicit_file.clone().ok_or_else(|| {
                 TokenError::Config(
                     "TOKEN_SOURCE=service-account needs GOOGLE_APPLICATION_CREDENTIALS (path of a service-account key file)"
                         .to_owned(),
@@ -314,7 +350,6 @@ pub fn build_source_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::config::MapSource;
 
     #[test]
     fn source_kind_parses_every_value() {
@@ -344,20 +379,19 @@ mod tests {
 
     #[tokio::test]
     async fn build_source_picks_the_right_source() {
-        let http = reqwest::Client::new();
         let t = Duration::from_secs(1);
-        let empty = MapSource::default();
+        let build = |kind, aud: &str, host: Option<&str>, files: &CredentialFiles| {
+            build_source(kind, aud, host, files, reqwest::Client::new(), t)
+        };
+        let empty = CredentialFiles::default();
 
-        let s = build_source_from(SourceKind::Metadata, "aud", None, http.clone(), t, &empty)
-            .expect("metadata");
+        let s = build(SourceKind::Metadata, "aud", None, &empty).expect("metadata");
         assert_eq!(s.kind(), "metadata");
 
-        let s = build_source_from(
+        let s = build(
             SourceKind::Metadata,
             "aud",
             Some("http://127.0.0.1:8181/"),
-            http.clone(),
-            t,
             &empty,
         )
         .expect("http:// prefix accepted");
@@ -367,56 +401,35 @@ mod tests {
         );
 
         // auto without any credentials file falls back to the metadata server
-        let home = MapSource::from_pairs([("HOME", "/nonexistent-home-for-test")]);
-        let s = build_source_from(
-            SourceKind::Auto,
-            "aud",
-            Some("127.0.0.1:1"),
-            http.clone(),
-            t,
-            &home,
-        )
-        .expect("auto → metadata");
+        let home = CredentialFiles::from_env_values(None, Some("/nonexistent-home-for-test"));
+        let s =
+            build(SourceKind::Auto, "aud", Some("127.0.0.1:1"), &home).expect("auto → metadata");
         assert_eq!(s.kind(), "metadata");
 
         // auto with GOOGLE_APPLICATION_CREDENTIALS pointing nowhere is a configuration error
-        let missing =
-            MapSource::from_pairs([("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")]);
-        let err = build_source_from(SourceKind::Auto, "aud", None, http.clone(), t, &missing)
-            .expect_err("missing file");
+        let missing = CredentialFiles::from_env_values(Some("/nonexistent/key.json"), None);
+        let err = build(SourceKind::Auto, "aud", None, &missing).expect_err("missing file");
         assert!(matches!(err, TokenError::Config(_)), "{err:?}");
 
-        let err = build_source_from(
-            SourceKind::ServiceAccount,
-            "aud",
-            None,
-            http.clone(),
-            t,
-            &home,
-        )
-        .expect_err("no GOOGLE_APPLICATION_CREDENTIALS");
+        let err = build(SourceKind::ServiceAccount, "aud", None, &home)
+            .expect_err("no GOOGLE_APPLICATION_CREDENTIALS");
         assert!(
             err.to_string().contains("GOOGLE_APPLICATION_CREDENTIALS"),
             "{err}"
         );
 
-        let err = build_source_from(SourceKind::User, "aud", None, http.clone(), t, &home)
-            .expect_err("no well-known file");
+        let err = build(SourceKind::User, "aud", None, &home).expect_err("no well-known file");
         assert!(matches!(err, TokenError::Config(_)), "{err:?}");
 
-        let err = build_source_from(SourceKind::Metadata, " ", None, http.clone(), t, &empty)
-            .expect_err("empty audience");
+        let err = build(SourceKind::Metadata, " ", None, &empty).expect_err("empty audience");
         assert!(matches!(err, TokenError::Config(_)), "{err:?}");
 
-        let err = build_source_from(
-            SourceKind::Metadata,
-            "aud",
-            Some("bad host/x?y"),
-            http,
-            t,
-            &empty,
-        )
-        .expect_err("bad host");
+        let err =
+            build(SourceKind::Metadata, "aud", Some("bad host/x?y"), &empty).expect_err("bad host");
         assert!(matches!(err, TokenError::Config(_)), "{err:?}");
+        assert_eq!(
+            CredentialFiles::from_env_values(Some("  "), Some("")),
+            CredentialFiles::default()
+        );
     }
 }

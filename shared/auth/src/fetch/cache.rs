@@ -1,4 +1,5 @@
-//! The one token cache in front of every [`TokenSource`].
+//! The one token cache in front of every [`TokenSource`], built on the crate's
+//! [`Refresher`](crate::refresh::Refresher):
 //!
 //! - Hot path: a read lock on the current token and an `Arc` clone — no await, no allocation.
 //! - A token is served only while `now + expiry_margin < exp`; one that is already inside the
@@ -14,17 +15,17 @@
 //! - Nothing is ever poisoned: a success resets the backoff and caching resumes.
 //!
 //! Timing uses `tokio::time` (so tests can pause time): a token's remaining lifetime, computed
-//! from `SystemTime` when it is fetched, becomes a `tokio::time::Instant` deadline.
+//! from the cache's [`Clock`] when it is fetched, becomes a `tokio::time::Instant` deadline.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{IdToken, TokenError, TokenSource, rfc3339};
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::refresh::{Backoff, Fresh, Interrupted, RefreshOptions, Refresher};
 
 /// A token claiming to live longer than this is cached as if it expired then (defends the
 /// deadline arithmetic against absurd `exp` values; Google's tokens live one hour).
@@ -61,72 +62,94 @@ impl Default for CacheOptions {
     }
 }
 
+impl CacheOptions {
+    /// The backoff these options describe (jittered).
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.retry_initial,
+            max: self.retry_max,
+            jitter: true,
+        }
+    }
+}
+
+impl From<Interrupted> for TokenError {
+    fn from(i: Interrupted) -> Self {
+        match i {
+            Interrupted::TimedOut(d) => Self::Timeout(d),
+            _ => Self::Unavailable("token source failed unexpectedly".to_owned()),
+        }
+    }
+}
+
 /// Caches the token of one [`TokenSource`]. Cheap to clone (shared state).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), invoker_auth::fetch::TokenError> {
+/// use std::sync::Arc;
+/// use invoker_auth::fetch::{CacheOptions, MetadataSource, TokenCache, DEFAULT_METADATA_HOST};
+/// let source = MetadataSource::try_new(
+///     reqwest::Client::new(), DEFAULT_METADATA_HOST, "https://other-abc-uc.a.run.app",
+///     std::time::Duration::from_secs(5),
+/// )?;
+/// let tokens = TokenCache::new(Arc::new(source), CacheOptions::default());
+/// let token = tokens.get().await?; // cached, refreshed ahead of expiry
+/// let mut req = http::Request::new(());
+/// token.authorize(&mut req);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct TokenCache {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     source: Arc<dyn TokenSource>,
-    opts: CacheOptions,
-    /// Lock order: `flight` before `current`.
-    current: RwLock<Option<Cached>>,
-    flight: Mutex<Flight>,
-    refreshing: AtomicBool,
-    fetches: AtomicU64,
-}
-
-#[derive(Clone)]
-struct Cached {
-    token: IdToken,
-    /// Served while `now < serve_until` (`exp` minus the margin).
-    serve_until: Instant,
-    /// From then on, a get starts a background refresh.
-    refresh_at: Instant,
-}
-
-/// What an attempt publishes: `None` until it finishes.
-type Outcome = Option<Result<IdToken, TokenError>>;
-
-#[derive(Default)]
-struct Flight {
-    /// The attempt in progress, if any; everyone who needs a token waits on it.
-    inflight: Option<watch::Receiver<Outcome>>,
-    /// Consecutive failed attempts.
-    failures: u32,
-    /// No new attempt before this (backoff after failures).
-    not_before: Option<Instant>,
-    /// Error of the last attempt, while it failed.
-    last_error: Option<TokenError>,
-}
-
-/// What a request without a valid token does next.
-enum Step {
-    Serve(IdToken),
-    Wait(watch::Receiver<Outcome>),
-    Sleep(Instant),
-    Fail(TokenError),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    refresher: Refresher<IdToken, TokenError>,
 }
 
 impl TokenCache {
     /// A cache in front of `source`. Nothing is fetched until the first [`TokenCache::get`] or
     /// [`TokenCache::warm_up`].
     pub fn new(source: Arc<dyn TokenSource>, opts: CacheOptions) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                source,
-                opts,
-                current: RwLock::new(None),
-                flight: Mutex::new(Flight::default()),
-                refreshing: AtomicBool::new(false),
-                fetches: AtomicU64::new(0),
-            }),
-        }
+        Self::with_clock(source, opts, Arc::new(SystemClock))
+    }
+
+    /// The same, reading token expiry against `clock`.
+    pub fn with_clock(
+        source: Arc<dyn TokenSource>,
+        opts: CacheOptions,
+        clock: SharedClock,
+    ) -> Self {
+        let refresh = RefreshOptions {
+            attempt_timeout: opts.fetch_timeout,
+            max_wait: opts.fetch_timeout,
+            backoff: opts.backoff(),
+            wait_out_backoff: true,
+        };
+        let fetch_source = Arc::clone(&source);
+        let refresher = Refresher::new(refresh, move || {
+            let source = Arc::clone(&fetch_source);
+            let clock = Arc::clone(&clock);
+            async move {
+                let result = match source.fetch().await {
+                    Ok(token) => admit(token, &opts, &*clock),
+                    Err(e) => Err(e),
+                };
+                match &result {
+                    Ok(fresh) => tracing::info!(
+                        source = source.kind(),
+                        detail = ?source,
+                        expires_at = %rfc3339(fresh.value.expires_at()),
+                        "fetched ID token"
+                    ),
+                    Err(error) => tracing::warn!(
+                        source = source.kind(),
+                        detail = ?source,
+                        %error,
+                        "ID token fetch failed"
+                    ),
+                }
+                result
+            }
+        });
+        Self { source, refresher }
     }
 
     /// A valid token: the cached one while it is valid (starting a background refresh when it
@@ -139,326 +162,96 @@ impl TokenCache {
     /// error at once while backing off and the next attempt is further away than
     /// `fetch_timeout` (see [`TokenCache::retry_after`]).
     pub async fn get(&self) -> Result<IdToken, TokenError> {
-        if let Some(token) = self.inner.serve_cached(Instant::now()) {
-            return Ok(token);
-        }
-        self.inner.wait_for_token().await
+        self.refresher.get().await
     }
 
     /// One attempt to fill the cache, for startup. Errors are only logged.
     pub async fn warm_up(&self) {
         match self.get().await {
             Ok(token) => tracing::info!(
-                source = self.inner.source.kind(),
+                source = self.source.kind(),
                 expires_at = %rfc3339(token.expires_at()),
                 "ID token ready"
             ),
             Err(e) => tracing::warn!(
-                source = self.inner.source.kind(),
+                source = self.source.kind(),
                 error = %e,
                 "no ID token at startup; will retry on demand"
             ),
         }
     }
 
+    /// Forgets the cached token (one the receiver stopped accepting): the next
+    /// [`TokenCache::get`] fetches a new one.
+    pub fn invalidate(&self) {
+        self.refresher.invalidate();
+    }
+
     /// Fetch attempts made against the source so far.
     pub fn fetch_count(&self) -> u64 {
-        self.inner.fetches.load(Ordering::Relaxed)
+        self.refresher.attempts()
     }
 
     /// Whether a token that may be served is cached now.
     pub fn has_valid_token(&self) -> bool {
-        self.inner.valid(Instant::now()).is_some()
+        self.refresher.current().is_some()
     }
 
     /// How long until the next fetch attempt is allowed, when there is no valid token and the
     /// cache is backing off after failures; `None` otherwise. For a `Retry-After` header.
     pub fn retry_after(&self) -> Option<Duration> {
-        let now = Instant::now();
-        if self.inner.valid(now).is_some() {
-            return None;
-        }
-        let flight = lock(&self.inner.flight);
-        flight
-            .not_before
-            .filter(|nb| *nb > now)
-            .map(|nb| nb.duration_since(now))
+        self.refresher.retry_after()
     }
 
     /// The options this cache runs with.
-    pub fn options(&self) -> &CacheOptions {
-        &self.inner.opts
+    pub fn options(&self) -> RefreshOptions {
+        *self.refresher.options()
     }
 
     /// The source behind this cache.
     pub fn source(&self) -> &Arc<dyn TokenSource> {
-        &self.inner.source
+        &self.source
     }
 }
 
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCache")
-            .field("source", &self.inner.source)
-            .field("opts", &self.inner.opts)
+            .field("source", &self.source)
             .field("has_valid_token", &self.has_valid_token())
             .field("fetch_count", &self.fetch_count())
             .finish()
     }
 }
 
-impl Inner {
-    /// The cached token if it may be served at `now`, and whether it is due for refresh.
-    fn valid(&self, now: Instant) -> Option<(IdToken, bool)> {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        let cached = current.as_ref()?;
-        (now < cached.serve_until).then(|| (cached.token.clone(), now >= cached.refresh_at))
+/// Checks a fetched token's lifetime and computes its deadlines.
+fn admit(
+    token: IdToken,
+    opts: &CacheOptions,
+    clock: &dyn Clock,
+) -> Result<Fresh<IdToken>, TokenError> {
+    let margin = opts.expiry_margin;
+    let remaining = token
+        .expires_at()
+        .duration_since(clock.now())
+        .map_err(|_| TokenError::Malformed("token already expired"))?
+        .min(MAX_CACHED_LIFETIME);
+    if remaining <= margin {
+        return Err(TokenError::Malformed(
+            "token expires within the safety margin",
+        ));
     }
-
-    /// The hot path: the cached token, starting a background refresh when it is due.
-    fn serve_cached(self: &Arc<Self>, now: Instant) -> Option<IdToken> {
-        let (token, due) = self.valid(now)?;
-        if due {
-            self.trigger_refresh();
-        }
-        Some(token)
-    }
-
-    /// Starts the background refresher unless it already runs.
-    fn trigger_refresh(self: &Arc<Self>) {
-        if self.refreshing.load(Ordering::Relaxed)
-            || self
-                .refreshing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(self.clone().refresh_loop());
-            }
-            // Not in a runtime: no background refresh; a later get fetches in the foreground.
-            Err(_) => self.refreshing.store(false, Ordering::Release),
-        }
-    }
-
-    /// Refreshes ahead of expiry: retries with backoff until a new token is cached or the
-    /// current one can no longer be served (then requests fetch in the foreground).
-    async fn refresh_loop(self: Arc<Self>) {
-        struct Reset<'a>(&'a AtomicBool);
-        impl Drop for Reset<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        let _reset = Reset(&self.refreshing);
-        loop {
-            let now = Instant::now();
-            let Some((serve_until, refresh_at)) = self
-                .current
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .map(|c| (c.serve_until, c.refresh_at))
-            else {
-                return;
-            };
-            if now >= serve_until || now < refresh_at {
-                // expired (foreground takes over) or already refreshed
-                return;
-            }
-            let next = {
-                let mut flight = lock(&self.flight);
-                match (&flight.inflight, flight.not_before) {
-                    (Some(rx), _) => Ok(rx.clone()),
-                    (None, Some(nb)) if nb > now => Err(nb),
-                    (None, _) => Ok(self.start_attempt(&mut flight)),
-                }
-            };
-            let rx = match next {
-                Ok(rx) => rx,
-                Err(not_before) => {
-                    tokio::time::sleep_until(not_before.min(serve_until)).await;
-                    continue;
-                }
-            };
-            // The attempt bounds itself by fetch_timeout; its outcome is recorded by it.
-            let _ = wait_outcome(rx).await;
-        }
-    }
-
-    /// Starts an attempt (the caller holds the flight lock and saw none in flight).
-    fn start_attempt(self: &Arc<Self>, flight: &mut Flight) -> watch::Receiver<Outcome> {
-        let (tx, rx) = watch::channel(None);
-        flight.inflight = Some(rx.clone());
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(self.clone().attempt(tx));
-        rx
-    }
-
-    /// One fetch against the source, bounded by `fetch_timeout`, in its own task (so a request
-    /// that gives up does not cancel it for the others).
-    async fn attempt(self: Arc<Self>, tx: watch::Sender<Outcome>) {
-        /// Records a failure if the attempt ends without finishing (the source panicked).
-        struct Unfinished<'a>(Option<&'a Inner>);
-        impl Drop for Unfinished<'_> {
-            fn drop(&mut self) {
-                if let Some(inner) = self.0 {
-                    let _ = inner.record(Err(TokenError::Unavailable(
-                        "token source failed unexpectedly".to_owned(),
-                    )));
-                }
-            }
-        }
-        let mut guard = Unfinished(Some(&*self));
-        let fetched = tokio::time::timeout(self.opts.fetch_timeout, self.source.fetch()).await;
-        let result = match fetched {
-            Ok(Ok(token)) => self.admit(token),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(TokenError::Timeout(self.opts.fetch_timeout)),
-        };
-        guard.0 = None;
-        let outcome = self.record(result);
-        let _ = tx.send(Some(outcome));
-    }
-
-    /// Checks a fetched token's lifetime and computes its deadlines.
-    fn admit(&self, token: IdToken) -> Result<Cached, TokenError> {
-        let margin = self.opts.expiry_margin;
-        let remaining = token
-            .expires_at()
-            .duration_since(SystemTime::now())
-            .map_err(|_| TokenError::Malformed("token already expired"))?
-            .min(MAX_CACHED_LIFETIME);
-        if remaining <= margin {
-            return Err(TokenError::Malformed(
-                "token expires within the safety margin",
-            ));
-        }
-        let now = Instant::now();
-        let servable = remaining - margin;
-        let serve_until = now + servable;
-        let deadline = now + remaining;
-        let ahead = deadline.checked_sub(self.opts.refresh_ahead).unwrap_or(now);
-        let refresh_at = ahead.max(now + servable / 2);
-        Ok(Cached {
-            token,
-            serve_until,
-            refresh_at,
-        })
-    }
-
-    /// Records an attempt's result: caches a token and resets the backoff, or counts the
-    /// failure and sets the next allowed attempt. Clears the in-flight slot.
-    fn record(&self, result: Result<Cached, TokenError>) -> Result<IdToken, TokenError> {
-        let mut flight = lock(&self.flight);
-        flight.inflight = None;
-        match result {
-            Ok(cached) => {
-                let token = cached.token.clone();
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(cached);
-                if flight.failures > 0 {
-                    tracing::info!(
-                        source = self.source.kind(),
-                        after_failures = flight.failures,
-                        "token source recovered"
-                    );
-                }
-                flight.failures = 0;
-                flight.not_before = None;
-                flight.last_error = None;
-                tracing::info!(
-                    source = self.source.kind(),
-                    detail = ?self.source,
-                    expires_at = %rfc3339(token.expires_at()),
-                    "fetched ID token"
-                );
-                Ok(token)
-            }
-            Err(e) => {
-                flight.failures = flight.failures.saturating_add(1);
-                let delay = self.backoff(flight.failures);
-                flight.not_before = Some(Instant::now() + delay);
-                flight.last_error = Some(e.clone());
-                tracing::warn!(
-                    source = self.source.kind(),
-                    detail = ?self.source,
-                    error = %e,
-                    consecutive_failures = flight.failures,
-                    next_attempt_in_ms = delay.as_millis() as u64,
-                    "ID token fetch failed"
-                );
-                Err(e)
-            }
-        }
-    }
-
-    /// Jittered exponential backoff after `failures` consecutive failures: a delay between half
-    /// and all of `retry_initial × 2^(failures-1)`, capped at `retry_max`.
-    fn backoff(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(30);
-        let base = self
-            .opts
-            .retry_initial
-            .saturating_mul(1u32 << exp)
-            .min(self.opts.retry_max);
-        base / 2 + base.mul_f64(fastrand::f64() / 2.0)
-    }
-
-    /// What a request without a valid token does next (one decision under the flight lock).
-    fn next_step(self: &Arc<Self>, budget_end: Instant) -> Step {
-        let mut flight = lock(&self.flight);
-        let now = Instant::now();
-        if let Some((token, due)) = self.valid(now) {
-            drop(flight);
-            if due {
-                self.trigger_refresh();
-            }
-            return Step::Serve(token);
-        }
-        if let Some(rx) = &flight.inflight {
-            return Step::Wait(rx.clone());
-        }
-        if let Some(nb) = flight.not_before.filter(|nb| *nb > now) {
-            if nb >= budget_end {
-                return Step::Fail(flight.last_error.clone().unwrap_or_else(|| {
-                    TokenError::Unavailable("backing off after failures".to_owned())
-                }));
-            }
-            return Step::Sleep(nb);
-        }
-        Step::Wait(self.start_attempt(&mut flight))
-    }
-
-    /// The slow path: share the in-flight fetch (or start one, or wait out a short backoff),
-    /// never longer than `fetch_timeout` in total.
-    async fn wait_for_token(self: &Arc<Self>) -> Result<IdToken, TokenError> {
-        let timeout = self.opts.fetch_timeout;
-        let budget_end = Instant::now() + timeout;
-        loop {
-            match self.next_step(budget_end) {
-                Step::Serve(token) => return Ok(token),
-                Step::Fail(e) => return Err(e),
-                Step::Sleep(until) => tokio::time::sleep_until(until).await,
-                Step::Wait(rx) => {
-                    return match tokio::time::timeout_at(budget_end, wait_outcome(rx)).await {
-                        Ok(result) => result,
-                        Err(_) => Err(TokenError::Timeout(timeout)),
-                    };
-                }
-            }
-        }
-    }
-}
-
-/// The outcome an attempt publishes.
-async fn wait_outcome(mut rx: watch::Receiver<Outcome>) -> Result<IdToken, TokenError> {
-    let ended = || TokenError::Unavailable("token fetch ended without a result".to_owned());
-    match rx.wait_for(Option::is_some).await {
-        Ok(outcome) => outcome.clone().unwrap_or_else(|| Err(ended())),
-        Err(_) => Err(ended()),
-    }
+    let now = Instant::now();
+    let servable = remaining - margin;
+    let expires_at = now + servable;
+    let deadline = now + remaining;
+    let ahead = deadline.checked_sub(opts.refresh_ahead).unwrap_or(now);
+    let refresh_at = ahead.max(now + servable / 2);
+    Ok(Fresh {
+        value: token,
+        refresh_at,
+        expires_at,
+    })
 }
 
 #[cfg(test)]
@@ -467,7 +260,10 @@ mod tests {
     use std::sync::atomic::AtomicU64;
 
     use super::*;
-    use crate::token::TokenFuture;
+    use crate::fetch::TokenFuture;
+    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
+    use std::time::SystemTime;
 
     /// What the fake does on one call.
     #[derive(Clone, Debug)]
@@ -791,15 +587,15 @@ mod tests {
         let cache = cache(&fake);
         let mut last = Duration::ZERO;
         for failures in 1..=12 {
-            let d = cache.inner.backoff(failures);
+            let d = cache.options().backoff.delay(failures);
             assert!(d <= Duration::from_secs(10), "{failures}: {d:?}");
             if failures <= 5 {
                 assert!(d >= last / 2, "{failures}: {d:?} after {last:?}");
             }
             last = d;
         }
-        assert!(cache.inner.backoff(1) >= Duration::from_millis(100));
-        assert!(cache.inner.backoff(u32::MAX) <= Duration::from_secs(10));
+        assert!(cache.options().backoff.delay(1) >= Duration::from_millis(100));
+        assert!(cache.options().backoff.delay(u32::MAX) <= Duration::from_secs(10));
     }
 
     #[tokio::test(start_paused = true)]

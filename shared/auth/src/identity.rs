@@ -1,0 +1,69 @@
+//! Who a verified token speaks for: [`Identity`], and the `email` / `hd` rules that make one.
+
+use crate::claims::Claims;
+use crate::error::AuthError;
+
+/// A verified identity: the principal whose token was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The verified `email` claim, lower-cased.
+    pub email: String,
+    /// The `sub` claim: Google's stable id of the account.
+    pub subject: String,
+    /// The `hd` claim (Workspace domain of a user account), lower-cased; `None` for service
+    /// accounts and consumer accounts.
+    pub hosted_domain: Option<String>,
+}
+
+/// Longest `email` claim accepted (RFC 5321's path limit).
+const MAX_EMAIL_LEN: usize = 254;
+
+impl Identity {
+    /// The identity in verified `claims`: a well-formed email with `email_verified: true`,
+    /// lower-cased, and a well-formed `hd` when present.
+    ///
+    /// # Errors
+    /// [`AuthError::Email`] (missing or malformed `email` or `hd`) or
+    /// [`AuthError::EmailUnverified`].
+    pub fn from_claims(claims: &Claims) -> Result<Self, AuthError> {
+        let email = match (claims.email.as_deref(), claims.email_verified) {
+            (Some(e), _) if !is_well_formed_email(e) => {
+                return Err(AuthError::Email("malformed email claim"));
+            }
+            (Some(e), Some(true)) => e.to_lowercase(),
+            (Some(_), _) => return Err(AuthError::EmailUnverified),
+            (None, _) => return Err(AuthError::Email("token has no email claim")),
+        };
+        let hosted_domain = match claims.hd.as_deref() {
+            None => None,
+            Some(hd) if is_well_formed_domain(hd) => Some(hd.to_lowercase()),
+            Some(_) => return Err(AuthError::Email("malformed hd claim")),
+        };
+        Ok(Self {
+            email,
+            subject: claims.sub.clone(),
+            hosted_domain,
+        })
+    }
+}
+
+/// Exactly one `@` between a non-empty local part (at most 64 bytes) and a domain, no
+/// whitespace or control characters, at most 254 bytes in all.
+pub fn is_well_formed_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= MAX_EMAIL_LEN
+        && !local.is_empty()
+        && local.len() <= 64
+        && !local.chars().any(|c| c.is_whitespace() || c.is_control())
+        && is_well_formed_domain(domain)
+}
+
+fn is_well_formed_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= MAX_EMAIL_LEN
+        && !domain
+            .chars()
+            .any(|c| c == '@' || c.is_whitespace() || c.is_control())
+}

@@ -1,0 +1,368 @@
+//! Verification of one token: shape, algorithm (from the key, never the token), signature,
+//! then `iss`, `aud`, `exp`, `nbf`, `iat` with a leeway, and a maximum lifetime (`exp − iat`).
+//!
+//! With [`Signature::StrippedByCloudRun`] a token whose signature Cloud Run replaced with
+//! [`STRIPPED_SIGNATURE`] is accepted on the same claim checks without a signature.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+
+use super::keys::{JwksCache, KeySource, VerificationKey};
+use crate::claims::Claims;
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::AuthError;
+
+/// The signature part Cloud Run puts in place of the real one after checking a token.
+pub const STRIPPED_SIGNATURE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
+
+/// Issuers Google puts in ID tokens.
+pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+
+/// Longer tokens are refused before any parsing (Google ID tokens are about 1 KiB).
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Most tokens whose signature check is remembered (see [`Verifier::verify`]).
+const VERIFIED_CAPACITY: usize = 1024;
+
+/// Whether a token's signature must be checked. A named type, never a bare `bool`: the one
+/// value that skips the cryptographic check says so where it is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Signature {
+    /// The signature is verified against the key set; a stripped signature is refused.
+    #[default]
+    Required,
+    /// Only behind Cloud Run's IAM check (which verified the token and then removed its
+    /// signature): a signature that is exactly [`STRIPPED_SIGNATURE`] is accepted on the claims
+    /// alone; any other signature is still verified. Anyone who can reach the service without
+    /// passing Cloud Run's check can then claim any identity.
+    StrippedByCloudRun,
+}
+
+/// A token whose signature was checked, and the key that checked it (published under `kid`).
+struct Verified {
+    claims: Arc<Claims>,
+    kid: Arc<str>,
+    key: Arc<VerificationKey>,
+}
+
+type VerifiedMap = HashMap<Box<str>, Verified, foldhash::fast::RandomState>;
+
+/// Verifies Google-signed ID tokens for a set of audiences. Cheap to clone (shared state).
+///
+/// ```no_run
+/// # async fn f(token: &str) -> Result<(), invoker_auth::AuthError> {
+/// use invoker_auth::verify::Verifier;
+/// let verifier = Verifier::builder(["https://my-service-abc-uc.a.run.app"]).build();
+/// let claims = verifier.verify(token).await?;
+/// println!("{} calls", claims.email.as_deref().unwrap_or("?"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: Arc<dyn KeySource>,
+    audiences: Vec<String>,
+    issuers: Vec<String>,
+    leeway: u64,
+    max_lifetime: u64,
+    signature: Signature,
+    clock: SharedClock,
+    /// Tokens already verified, by their exact text: a caller presents the same token for up
+    /// to an hour, and the signature check is most of a request's cost. Hashed with foldhash
+    /// (randomly seeded); only verified tokens are ever stored.
+    verified: RwLock<VerifiedMap>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.inner.keys)
+            .field("audiences", &self.inner.audiences)
+            .field("issuers", &self.inner.issuers)
+            .field("leeway", &self.inner.leeway)
+            .field("signature", &self.inner.signature)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Verifier`]; every setting but the audiences has a default.
+#[derive(Debug, Clone)]
+pub struct VerifierBuilder {
+    audiences: Vec<String>,
+    issuers: Vec<String>,
+    leeway: Duration,
+    max_lifetime: Duration,
+    keys: Option<Arc<dyn KeySource>>,
+    signature: Signature,
+    clock: Option<SharedClock>,
+}
+
+impl VerifierBuilder {
+    /// Accepted `iss` values (default [`GOOGLE_ISSUERS`]).
+    pub fn issuers<I, S>(mut self, issuers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.issuers = issuers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Leeway on `exp`, `nbf` and `iat` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Longest accepted `exp − iat` (plus the leeway); default one hour, the life of Google's
+    /// ID tokens.
+    pub fn max_lifetime(mut self, max_lifetime: Duration) -> Self {
+        self.max_lifetime = max_lifetime;
+        self
+    }
+
+    /// Where signing keys come from (default: [`JwksCache::google`]).
+    pub fn keys(self, keys: impl KeySource) -> Self {
+        self.shared_keys(Arc::new(keys))
+    }
+
+    /// The same, for a source shared with other verifiers (one key-set cache for several).
+    pub fn shared_keys(mut self, keys: Arc<dyn KeySource>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The signature rule (default [`Signature::Required`]). Read the warning on
+    /// [`Signature::StrippedByCloudRun`] before changing it.
+    pub fn signature(mut self, signature: Signature) -> Self {
+        self.signature = signature;
+        self
+    }
+
+    /// The clock token times are checked against (default [`SystemClock`]).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The verifier. Nothing is fetched until the first token.
+    pub fn build(self) -> Verifier {
+        Verifier {
+            inner: Arc::new(Inner {
+                keys: self.keys.unwrap_or_else(|| Arc::new(JwksCache::google())),
+                audiences: self.audiences,
+                issuers: self.issuers,
+                leeway: self.leeway.as_secs(),
+                max_lifetime: self.max_lifetime.as_secs(),
+                signature: self.signature,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                verified: RwLock::new(VerifiedMap::default()),
+            }),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+impl Verifier {
+    /// A builder for tokens minted for any of `audiences` (the `aud` claim: for Cloud Run,
+    /// the service's URL). An empty list accepts nothing.
+    pub fn builder<I, S>(audiences: I) -> VerifierBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        VerifierBuilder {
+            audiences: audiences.into_iter().map(Into::into).collect(),
+            issuers: GOOGLE_ISSUERS.iter().map(|s| (*s).to_owned()).collect(),
+            leeway: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(3600),
+            keys: None,
+            signature: Signature::Required,
+            clock: None,
+        }
+    }
+
+    /// The key source (to share it with another verifier, or to warm it up).
+    pub fn key_source(&self) -> &Arc<dyn KeySource> {
+        &self.inner.keys
+    }
+
+    /// The accepted audiences.
+    pub fn audiences(&self) -> &[String] {
+        &self.inner.audiences
+    }
+
+    /// The signature rule.
+    pub fn signature(&self) -> Signature {
+        self.inner.signature
+    }
+
+    /// Whether tokens can be verified: keys are at hand, or a fetch now succeeds.
+    pub async fn ready(&self) -> bool {
+        self.inner.keys.ready().await
+    }
+
+    /// Verifies `token` and returns its claims.
+    ///
+    /// A token whose signature was already verified (the exact same text, up to 1024
+    /// remembered) skips only the signature computation: every claim check (expiry included)
+    /// runs again, and the key that verified it must still be the one the key source returns
+    /// for its `kid` — so rotation, removal and expiry act exactly as on a first sight.
+    ///
+    /// # Errors
+    /// The [`AuthError`] naming the first check that failed (never containing the token).
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        let inner = &*self.inner;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::Malformed("token is too large"));
+        }
+        // Seen before, exactly: its header was checked then (the text is the same), so only
+        // the key (still the one published under its kid?) and the claims are checked again.
+        if let Some((kid, key, claims)) = self.remembered(token)
+            && Arc::ptr_eq(&inner.keys.key(&kid).await?, &key)
+        {
+            self.check_claims(&claims)?;
+            return Ok(claims);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed(
+                "a JWT has exactly three dot-separated parts",
+            ));
+        };
+        if header.is_empty() || payload.is_empty() || signature.is_empty() {
+            return Err(AuthError::Malformed("token has an empty part"));
+        }
+        let header: Header = URL_SAFE_NO_PAD
+            .decode(header)
+            .ok()
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or(AuthError::Malformed("malformed token header"))?;
+        let alg = match header.alg.as_str() {
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            _ => return Err(AuthError::Algorithm("token algorithm is not allowed")),
+        };
+
+        if signature == STRIPPED_SIGNATURE {
+            if inner.signature == Signature::Required {
+                return Err(AuthError::Signature(
+                    "token signature was removed (by Cloud Run); this service requires a real signature",
+                ));
+            }
+            let claims = decode_claims(payload)?;
+            self.check_claims(&claims)?;
+            return Ok(Arc::new(claims));
+        }
+
+        let kid = header
+            .kid
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .ok_or(AuthError::Malformed("token header has no kid"))?;
+        let key = inner.keys.key(kid).await?;
+        if alg != key.algorithm {
+            return Err(AuthError::Algorithm(
+                "token algorithm does not match its signing key",
+            ));
+        }
+        let message_len = token.len() - signature.len() - 1;
+        let valid = jsonwebtoken::crypto::verify(
+            signature,
+            &token.as_bytes()[..message_len],
+            &key.key,
+            key.algorithm,
+        )
+        .map_err(|_| AuthError::Malformed("malformed token signature"))?;
+        if !valid {
+            return Err(AuthError::Signature("signature does not verify"));
+        }
+        let claims = decode_claims(payload)?;
+        self.check_claims(&claims)?;
+        let claims = Arc::new(claims);
+        self.remember(token, &claims, kid, key);
+        Ok(claims)
+    }
+
+    /// What verified `token` before, if it did: its kid, the key and the claims.
+    fn remembered(&self, token: &str) -> Option<(Arc<str>, Arc<VerificationKey>, Arc<Claims>)> {
+        let verified = self
+            .inner
+            .verified
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let hit = verified.get(token)?;
+        Some((hit.kid.clone(), hit.key.clone(), hit.claims.clone()))
+    }
+
+    fn remember(&self, token: &str, claims: &Arc<Claims>, kid: &str, key: Arc<VerificationKey>) {
+        let mut verified = self
+            .inner
+            .verified
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_CAPACITY {
+            // Crude but bounded: every entry is re-earned with one full verification.
+            verified.clear();
+        }
+        verified.insert(
+            token.into(),
+            Verified {
+                claims: claims.clone(),
+                kid: kid.into(),
+                key,
+            },
+        );
+    }
+
+    /// The claim checks, shared by signed and stripped tokens.
+    fn check_claims(&self, c: &Claims) -> Result<(), AuthError> {
+        let inner = &*self.inner;
+        let now = inner.clock.unix_secs();
+        let latest = now.saturating_add(inner.leeway);
+        if !inner.issuers.contains(&c.iss) {
+            return Err(AuthError::Issuer);
+        }
+        if !inner.audiences.contains(&c.aud) {
+            return Err(AuthError::Audience);
+        }
+        if c.exp.saturating_add(inner.leeway) < now {
+            return Err(AuthError::Expired);
+        }
+        if c.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(AuthError::NotYetValid);
+        }
+        if c.iat > latest {
+            return Err(AuthError::IssuedInFuture);
+        }
+        if c.exp.saturating_sub(c.iat) > inner.max_lifetime.saturating_add(inner.leeway) {
+            return Err(AuthError::Lifetime);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a token's payload.
+fn decode_claims(payload: &str) -> Result<Claims, AuthError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| AuthError::Malformed("malformed token payload"))?;
+    Claims::from_json(&bytes)
+}
