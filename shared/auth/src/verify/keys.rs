@@ -142,7 +142,17 @@ impl From<Interrupted> for FetchError {
     }
 }
 
-/// The key set at one JWKS URL, cached (see the [module docs](self)); cheap to clone.
+/// The key set at one JWKS URL, cached; cheap to clone:
+///
+/// - fresh for the response's `Cache-Control: max-age` minus `Age` (clamped to
+///   [[`MIN_MAX_AGE`], [`MAX_MAX_AGE`]], [`DEFAULT_MAX_AGE`] without one; `no-cache`/`no-store`
+///   revalidate every [`REVALIDATE_AFTER`]), then refreshed in the background while the stale
+///   set keeps serving;
+/// - stale keys serve while the endpoint is down, but at most `max_stale` past freshness — then
+///   [`AuthError::KeysUnavailable`] (never acceptance);
+/// - one fetch in flight at a time, each bounded by [`FETCH_TIMEOUT`] and [`MAX_KEY_SET_BYTES`];
+/// - an unknown `kid` refetches at most once per [`UNKNOWN_KID_COOLDOWN`];
+/// - after a failure, attempts are spaced 1 s, 2 s, 4 s, then every 5 s.
 #[derive(Clone)]
 pub struct JwksCache {
     url: Arc<str>,
