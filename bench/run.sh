@@ -2,15 +2,18 @@
 # invoker's load benchmark in one command: builds the release binaries (caller and called as
 # the Dockerfile builds them, the tools separately), then bench-harness starts the emulator
 # (in-process), called (SQLite, AUTH_MODE=verify) and caller (AUTH_MODE=verify,
-# TOKEN_SOURCE=metadata) on loopback, drives them with wrk, does the same
-# against the floor pair (bench/src/bin/floor_*.rs), prints the tables of bench/RESULTS.md
+# TOKEN_SOURCE=metadata) on loopback, drives them with wrk — for each count of end users in
+# BENCH_USERS, their tokens round-robin — does the same against the floor pair
+# (bench/src/bin/floor_*.rs) with the same tokens, prints the tables of bench/RESULTS.md
 # and writes bench/results.svg. Everything it starts is stopped when it ends or is interrupted.
 #
 #   bash bench/run.sh                      # ~5 s per scenario after 2 s warm-up
 #   BENCH_DURATION_SECS=30 bash bench/run.sh
 #   BENCH_PYTHON=1 bash bench/run.sh       # adds the article's Python pair (venv from PyPI)
 #
-# Settings: BENCH_DURATION_SECS, BENCH_WARMUP_SECS, BENCH_THREADS, BENCH_CONNECTIONS,
+#   BENCH_USERS=1,1000,10000 bash bench/run.sh   # end users (distinct tokens, round-robin)
+#
+# Settings: BENCH_USERS (1,10000), BENCH_DURATION_SECS, BENCH_WARMUP_SECS, BENCH_THREADS, BENCH_CONNECTIONS,
 # BENCH_STARTS, BENCH_RUST_LOG, BENCH_LOG_FORMAT, BENCH_SCENARIOS, BENCH_SERVICE_ENV, BENCH_SVG,
 # BENCH_BIN_DIR, BENCH_SERVICE_BIN_DIR (see bench/src/bin/harness.rs).
 set -euo pipefail

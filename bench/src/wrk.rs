@@ -1,22 +1,40 @@
-//! Driving `wrk`: the Lua script (a `POST /` with a JSON body, the bearer token and a unique
-//! `Idempotency-Key` per request) and the parser of the one-line report its `done` hook prints.
+//! Driving `wrk`: the Lua script (a `POST /` with a JSON body, a bearer token taken round-robin
+//! from a file and a unique `Idempotency-Key` per request) and the parser of the one-line
+//! report its `done` hook prints.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-/// The Lua script. `BENCH_TOKEN` (optional) becomes `Authorization: Bearer …`;
-/// `BENCH_KEY_PREFIX` makes idempotency keys unique across runs: `PREFIX-THREAD-N`;
-/// `BENCH_FIELD` names the body's one field (`foo` for `caller`, `bar` for `called`).
-/// `done` prints one line `WRKJSON {…}` with the counters and latency percentiles (µs).
-pub const SCRIPT: &str = r#"-- written by bench-harness: POST / with a unique Idempotency-Key per request
-local token = os.getenv("BENCH_TOKEN") or ""
+/// The Lua script. `BENCH_TOKENS_FILE` (optional) names a file of bearer tokens, one per line:
+/// each request carries the next one as `Authorization: Bearer …` (round-robin; wrk thread `t`
+/// of `BENCH_THREADS` starts at offset `(t − 1) × count / threads`, so the threads do not send
+/// the same user at the same time). The `Bearer …` values are built once, when the script is
+/// loaded, so a request costs the same whatever the number of tokens. `BENCH_KEY_PREFIX` makes
+/// idempotency keys unique across runs: `PREFIX-THREAD-N`; `BENCH_FIELD` names the body's one
+/// field (`foo` for `caller`, `bar` for `called`). `done` prints one line `WRKJSON {…}` with
+/// the counters and latency percentiles (µs).
+pub const SCRIPT: &str = r#"-- written by bench-harness: POST / with a token round-robin and a unique Idempotency-Key per request
 local prefix = os.getenv("BENCH_KEY_PREFIX") or "k"
 local body = '{"' .. (os.getenv("BENCH_FIELD") or "foo") .. '":"hello from wrk"}'
+local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
+local auth = {}
+local tokens_file = os.getenv("BENCH_TOKENS_FILE") or ""
+if tokens_file ~= "" then
+  local f = assert(io.open(tokens_file, "r"))
+  for line in f:lines() do
+    if line ~= "" then
+      auth[#auth + 1] = "Bearer " .. line
+    end
+  end
+  f:close()
+end
+local count = #auth
 local threads = 0
 local n = 0
+local next_token = nil
 
 function setup(thread)
   threads = threads + 1
@@ -28,8 +46,15 @@ function request()
   local headers = {}
   headers["Content-Type"] = "application/json"
   headers["Idempotency-Key"] = prefix .. "-" .. tostring(tid) .. "-" .. n
-  if token ~= "" then
-    headers["Authorization"] = "Bearer " .. token
+  if count > 0 then
+    if next_token == nil then
+      next_token = math.floor(((tid or 1) - 1) * count / nthreads) % count
+    end
+    next_token = next_token + 1
+    if next_token > count then
+      next_token = 1
+    end
+    headers["Authorization"] = auth[next_token]
   end
   return wrk.format("POST", "/", headers, body)
 end
@@ -123,8 +148,8 @@ pub struct Load {
 /// What each request carries.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// Bearer token; empty for none.
-    pub token: String,
+    /// File of bearer tokens, one per line, sent round-robin; `None`: no `Authorization`.
+    pub tokens_file: Option<PathBuf>,
     /// Prefix of the idempotency keys (unique per run).
     pub key_prefix: String,
     /// The body's field: `{"FIELD":"hello from wrk"}`.
@@ -132,7 +157,7 @@ pub struct Request {
 }
 
 /// Runs `wrk` against `url` with the script at `script` and returns its report. The request's
-/// token, key prefix and field reach the script by environment.
+/// tokens file, key prefix and field, and the thread count, reach the script by environment.
 ///
 /// # Errors
 /// When `wrk` cannot be started, fails, or prints no report.
@@ -146,7 +171,11 @@ pub fn run(url: &str, script: &Path, load: &Load, req: &Request) -> anyhow::Resu
         .arg("-s")
         .arg(script)
         .arg(url)
-        .env("BENCH_TOKEN", &req.token)
+        .env(
+            "BENCH_TOKENS_FILE",
+            req.tokens_file.as_deref().unwrap_or(Path::new("")),
+        )
+        .env("BENCH_THREADS", load.threads.to_string())
         .env("BENCH_KEY_PREFIX", &req.key_prefix)
         .env("BENCH_FIELD", &req.field)
         .output()

@@ -7,6 +7,14 @@
 //! started on free loopback ports and stopped (SIGTERM, then SIGKILL) when the harness ends,
 //! fails or is interrupted. Settings (environment):
 //!
+//! - `BENCH_USERS` (`1,10000`): the end-users dimension. For each count N the floor, the chain
+//!   and the ablation run with N distinct end users: N tokens minted by the in-process emulator
+//!   for the caller's audience (`bench-user-<i>@example.com`, Workspace users of
+//!   `example.com`: `hd` set, admitted by the caller's one allow-list entry `*@example.com`),
+//!   written one per line to a file the `wrk` script sends round-robin (`BENCH_TOKENS_FILE`;
+//!   each `wrk` thread starts at its own offset). The floor ignores the tokens but is driven
+//!   by the same script with the same file, so both pay the same load-generator cost.
+//!   `called` and `python` run once, with the first count.
 //! - `BENCH_DURATION_SECS` (5): measured `wrk` run per scenario; `BENCH_WARMUP_SECS` (2) before it.
 //! - `BENCH_THREADS` (2), `BENCH_CONNECTIONS` (64): `wrk -t -c`.
 //! - `BENCH_SERVICE_BIN_DIR` (`BENCH_BIN_DIR`): where `caller` and `called` are. `bench/run.sh`
@@ -15,7 +23,8 @@
 //!   to the tools (whose features cargo would unify into them).
 //! - `BENCH_BIN_DIR` (`target/release`): where the other binaries (`floor-front`, `floor-back`,
 //!   `metadata-emulator`, `local`) are.
-//! - `BENCH_SVG` (`bench/results.svg`): the chart.
+//! - `BENCH_SVG` (`bench/results.svg`): the chart (the floor and the chain per count of end
+//!   users; the ablation is in the tables only).
 //! - `BENCH_RUST_LOG` (`info`) and `BENCH_LOG_FORMAT` (`json`, as on Cloud Run): the services'
 //!   logging, written to files in the run's temporary folder.
 //! - `BENCH_STARTS` (3): extra start-to-ready samples of `called` with a fresh SQLite file.
@@ -41,13 +50,29 @@ use anyhow::Context;
 use bench::chart::{self, Bar};
 use bench::procfs;
 use bench::report::{self, BinarySize, Scenario, ServiceStats};
+use bench::users;
 use bench::wrk::{self, Load, WrkReport};
 use emulator::{Emulator, EmulatorConfig};
 use testkit::child::{Proc, Spec, free_port};
 use testkit::wiring;
 
-/// The end user allowed to call `caller` in the benchmark.
-const BENCH_USER: &str = "bench-user@example.com";
+/// The caller's audience: its end users' tokens are minted for it (once per run, for every
+/// chain started), and `called` accepts it on forwarded tokens. A fixed name shaped like a
+/// Cloud Run URL (the caller's loopback port changes with every start).
+const CALLER_AUDIENCE: &str = "https://caller-bench-uc.a.run.app";
+
+/// Lifetime of the end users' tokens: Google's (the verifiers' maximum).
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// One value of the end-users dimension.
+struct Users {
+    /// Distinct end users (tokens).
+    count: usize,
+    /// Their tokens, one per line (`BENCH_TOKENS_FILE` of the `wrk` script).
+    file: PathBuf,
+    /// The first of them, for the sanity request.
+    first: String,
+}
 
 struct Settings {
     bin_dir: PathBuf,
@@ -59,6 +84,7 @@ struct Settings {
     log_format: String,
     starts: usize,
     scenarios: Vec<String>,
+    users: Vec<usize>,
     python_bin: Option<PathBuf>,
     service_env: Vec<(String, String)>,
 }
@@ -97,6 +123,7 @@ impl Settings {
                 .map(|x| x.trim().to_owned())
                 .filter(|x| !x.is_empty())
                 .collect(),
+            users: users::parse_counts(&env_or("BENCH_USERS", "1,10000"))?,
             python_bin: std::env::var_os("BENCH_PYTHON_BIN").map(PathBuf::from),
             service_env: env_or("BENCH_SERVICE_ENV", "")
                 .split_whitespace()
@@ -190,8 +217,8 @@ struct Measured {
 struct Target<'a> {
     /// `POST` URL.
     url: &'a str,
-    /// Bearer token (empty: none).
-    token: &'a str,
+    /// Bearer tokens sent round-robin, one per line (`None`: no `Authorization`).
+    tokens_file: Option<&'a Path>,
     /// Scenario name (prefix of idempotency keys).
     label: &'a str,
     /// The body's field (`foo` for caller and the floor, `bar` for called).
@@ -214,14 +241,14 @@ async fn drive(
         .as_nanos();
     let Target {
         url,
-        token,
+        tokens_file,
         label,
         field,
         pids,
         emu,
     } = target;
     let request = |phase: &str| wrk::Request {
-        token: token.to_owned(),
+        tokens_file: tokens_file.map(Path::to_path_buf),
         key_prefix: format!("{label}-{phase}-{stamp}"),
         field: field.to_owned(),
     };
@@ -302,13 +329,15 @@ fn stats(procs: &[&Proc], m: &Measured) -> anyhow::Result<Vec<ServiceStats>> {
         .collect()
 }
 
-/// A front → back pair without authentication or storage, driven through its front:
-/// `spec(role, port)` is how to start the `"back"` and the `"front"` (which also gets
-/// `BACK_URL`). `label` prefixes idempotency keys and log lines; `name` names the scenario.
+/// A front → back pair without authentication or storage, driven through its front with the
+/// end users' tokens (which it ignores): `spec(role, port)` is how to start the `"back"` and
+/// the `"front"` (which also gets `BACK_URL`). `label` prefixes idempotency keys and log lines;
+/// `name` names the scenario.
 async fn pair(
     s: &Settings,
     script: &Path,
     ticks: u64,
+    users: &Users,
     label: &str,
     name: &str,
     spec: impl Fn(&str, u16) -> Spec,
@@ -321,12 +350,14 @@ async fn pair(
     let url = format!("http://127.0.0.1:{front_port}/");
     sanity(&url, "", "foo").await?;
     println!(
-        "{label}: {} :{front_port} → {} :{back_port}; driving wrk…",
-        front.name, back.name
+        "{label} ({}): {} :{front_port} → {} :{back_port}; driving wrk…",
+        end_users(users.count),
+        front.name,
+        back.name
     );
     let target = Target {
         url: &url,
-        token: "",
+        tokens_file: Some(&users.file),
         label,
         field: "foo",
         pids: vec![front.pid, back.pid],
@@ -336,6 +367,7 @@ async fn pair(
     let services = stats(&[&front, &back], &m)?;
     Ok(Scenario {
         name: name.into(),
+        users: Some(users.count),
         wrk: m.wrk,
         services,
         token_fetches: None,
@@ -344,8 +376,15 @@ async fn pair(
 }
 
 /// The floor: `floor-front` → `floor-back`.
-async fn floor(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::Result<Scenario> {
-    pair(s, script, ticks, "floor", "floor", |role, _| {
+async fn floor(
+    s: &Settings,
+    dir: &Path,
+    script: &Path,
+    ticks: u64,
+    users: &Users,
+) -> anyhow::Result<Scenario> {
+    let label = format!("floor-{}u", users.count);
+    pair(s, script, ticks, users, &label, "floor", |role, _| {
         s.binary(&format!("floor-{role}"), dir, &[])
     })
     .await
@@ -380,7 +419,13 @@ async fn called_starts(
 }
 
 /// The article's Python pair (no authentication), served by gunicorn like Cloud Functions.
-async fn python(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::Result<Scenario> {
+async fn python(
+    s: &Settings,
+    dir: &Path,
+    script: &Path,
+    ticks: u64,
+    users: &Users,
+) -> anyhow::Result<Scenario> {
     let bin = s.python_bin.as_ref().ok_or_else(|| {
         anyhow::anyhow!("the python scenario needs BENCH_PYTHON_BIN (bash bench/run.sh sets it with BENCH_PYTHON=1)")
     })?;
@@ -404,6 +449,7 @@ async fn python(s: &Settings, dir: &Path, script: &Path, ticks: u64) -> anyhow::
         s,
         script,
         ticks,
+        users,
         "python",
         "python (no auth)",
         |role, port| {
@@ -438,13 +484,15 @@ async fn called_only(
         Duration::from_secs(3600),
     );
     sanity(&url, &token, "bar").await?;
+    let tokens_file = dir.join("tokens-called.txt");
+    users::write_tokens(&tokens_file, std::slice::from_ref(&token))?;
     println!(
         "called alone: called :{port} (SQLite {}); driving wrk…",
         db.display()
     );
     let target = Target {
         url: &url,
-        token: &token,
+        tokens_file: Some(&tokens_file),
         label: "called",
         field: "bar",
         pids: vec![called.pid],
@@ -454,6 +502,7 @@ async fn called_only(
     let services = stats(&[&called], &m)?;
     Ok(Scenario {
         name: "called alone".into(),
+        users: None,
         wrk: m.wrk,
         services,
         token_fetches: Some(m.token_fetches),
@@ -569,24 +618,53 @@ fn postgres_url(label: &str) -> anyhow::Result<String> {
     Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }
 
-async fn chain(
-    s: &Settings,
-    dir: &Path,
-    script: &Path,
-    emu: &Emulator,
+/// `1 end user`, `10000 end users`.
+fn end_users(n: usize) -> String {
+    if n == 1 {
+        "1 end user".into()
+    } else {
+        format!("{n} end users")
+    }
+}
+
+/// Where a chain scenario runs.
+struct Bed<'a> {
+    s: &'a Settings,
+    dir: &'a Path,
+    script: &'a Path,
+    emu: &'a Emulator,
     emu_addr: SocketAddr,
     ticks: u64,
-    v: Variant,
-) -> anyhow::Result<Scenario> {
+}
+
+/// The chain in configuration `v`, driven with `users`' tokens.
+async fn chain(bed: &Bed<'_>, users: &Users, v: Variant) -> anyhow::Result<Scenario> {
+    let Bed {
+        s,
+        dir,
+        script,
+        emu,
+        emu_addr,
+        ticks,
+    } = *bed;
     let sa = emu.config().service_account.clone();
     let (called_port, caller_port) = (free_port(), free_port());
     let caller_url = format!("http://127.0.0.1:{caller_port}");
-    let label: String = v.name.chars().filter(char::is_ascii_alphanumeric).collect();
+    let label = format!(
+        "{}-{}u",
+        v.name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>(),
+        users.count
+    );
     let db = dir.join(format!("{label}.db"));
     let mut called_env = called_env(called_port, &db, emu_addr, &sa);
+    // The caller admits every end user of the bench's domain (`*@example.com`: Workspace users,
+    // whose tokens carry `hd`), at its fixed audience.
     let mut caller_env = wiring::caller_verifying(
-        &caller_url,
-        BENCH_USER,
+        CALLER_AUDIENCE,
+        users::ALLOW_PATTERN,
         emu_addr,
         &format!("http://127.0.0.1:{called_port}"),
     );
@@ -604,7 +682,7 @@ async fn chain(
         caller_env.push(("AUTH_MODE", "off".to_owned()));
     }
     if v.forwarded {
-        called_env.extend(wiring::forwarding(&sa, &caller_url));
+        called_env.extend(wiring::forwarding(&sa, CALLER_AUDIENCE));
     }
     let quiet = [("RUST_LOG", "warn".to_owned())];
     let logs: &[(&str, String)] = if v.request_logs { &[] } else { &quiet };
@@ -612,16 +690,16 @@ async fn chain(
     let called = start(&called_spec, called_port).await?;
     let caller_spec = s.binary("caller", dir, &caller_env).with_all(logs);
     let caller = start(&caller_spec, caller_port).await?;
-    let token = emu.mint(BENCH_USER, &caller_url, Duration::from_secs(3600));
     let url = format!("{caller_url}/");
-    sanity(&url, &token, "foo").await?;
+    sanity(&url, &users.first, "foo").await?;
     println!(
-        "{}: caller :{caller_port} → called :{called_port} ({store}), emulator {emu_addr}; driving wrk…",
-        v.name
+        "{} ({}): caller :{caller_port} → called :{called_port} ({store}), emulator {emu_addr}; driving wrk…",
+        v.name,
+        end_users(users.count)
     );
     let target = Target {
         url: &url,
-        token: &token,
+        tokens_file: Some(&users.file),
         label: &label,
         field: "foo",
         pids: vec![caller.pid, called.pid],
@@ -638,6 +716,7 @@ async fn chain(
     let services = stats(&[&caller, &called], &m)?;
     Ok(Scenario {
         name: v.name.into(),
+        users: Some(users.count),
         wrk: m.wrk,
         services,
         token_fetches: Some(m.token_fetches),
@@ -667,6 +746,38 @@ fn machine() -> String {
     format!("{date} · {cpus} CPUs ({model})")
 }
 
+/// The end users of every count in `BENCH_USERS`: the tokens of the largest count, minted once
+/// for the caller's audience (on every core), and one file per count with the first N of them.
+async fn mint_users(s: &Settings, dir: &Path, emu: &Emulator) -> anyhow::Result<Vec<Users>> {
+    let most = s.users.iter().copied().max().unwrap_or(1);
+    let started = std::time::Instant::now();
+    let tokens = {
+        let emu = emu.clone();
+        tokio::task::spawn_blocking(move || {
+            users::mint(&emu, most, CALLER_AUDIENCE, TOKEN_LIFETIME)
+        })
+        .await?
+    };
+    println!(
+        "minted {most} end-user tokens ({} bytes each) in {:.1} s",
+        tokens.first().map_or(0, String::len),
+        started.elapsed().as_secs_f64()
+    );
+    s.users
+        .iter()
+        .map(|&count| {
+            let file = dir.join(format!("tokens-{count}.txt"));
+            users::write_tokens(&file, &tokens[..count])
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            Ok(Users {
+                count,
+                file,
+                first: tokens[0].clone(),
+            })
+        })
+        .collect()
+}
+
 async fn run(s: Settings) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("invoker-bench-")
@@ -693,49 +804,74 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         .await?;
     let sa = emu.config().service_account.clone();
 
-    let starts = called_starts(&s, dir.path(), emu_addr, &sa).await?;
-    let mut scenarios = Vec::new();
     for name in &s.scenarios {
-        let sc = match name.as_str() {
-            "chain" => chain(&s, dir.path(), &script, &emu, emu_addr, ticks, FULL).await?,
-            "ablation" => {
-                for v in ABLATION {
-                    scenarios
-                        .push(chain(&s, dir.path(), &script, &emu, emu_addr, ticks, *v).await?);
+        anyhow::ensure!(
+            ["chain", "ablation", "floor", "called", "python"].contains(&name.as_str()),
+            "BENCH_SCENARIOS: unknown scenario {name:?} (chain, floor, ablation, called, python)"
+        );
+    }
+    let dims = mint_users(&s, dir.path(), &emu).await?;
+
+    let starts = called_starts(&s, dir.path(), emu_addr, &sa).await?;
+    let bed = Bed {
+        s: &s,
+        dir: dir.path(),
+        script: &script,
+        emu: &emu,
+        emu_addr,
+        ticks,
+    };
+    let mut scenarios = Vec::new();
+    for (i, users) in dims.iter().enumerate() {
+        for name in &s.scenarios {
+            let sc = match name.as_str() {
+                "chain" => chain(&bed, users, FULL).await?,
+                "ablation" => {
+                    for v in ABLATION {
+                        scenarios.push(chain(&bed, users, *v).await?);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            "floor" => floor(&s, dir.path(), &script, ticks).await?,
-            "called" => called_only(&s, dir.path(), &script, &emu, emu_addr, ticks).await?,
-            "python" => python(&s, dir.path(), &script, ticks).await?,
-            other => {
-                anyhow::bail!(
-                    "BENCH_SCENARIOS: unknown scenario {other:?} (chain, floor, ablation, called, python)"
-                )
-            }
-        };
-        scenarios.push(sc);
+                "floor" => floor(&s, dir.path(), &script, ticks, users).await?,
+                // No end users (the caller's own token), or too slow to repeat: once.
+                "called" if i == 0 => {
+                    called_only(&s, dir.path(), &script, &emu, emu_addr, ticks).await?
+                }
+                "python" if i == 0 => python(&s, dir.path(), &script, ticks, users).await?,
+                _ => continue,
+            };
+            scenarios.push(sc);
+        }
     }
 
     println!(
-        "\n## Throughput and latency\n\n{}",
+        "\n## End users: the chain against the floor\n\n{}",
+        report::users_table(&scenarios)
+    );
+    println!(
+        "## Throughput and latency\n\n{}",
         report::scenario_table(&scenarios)
     );
     println!("## Per process\n\n{}", report::service_table(&scenarios));
-    let find = |n: &str| scenarios.iter().find(|sc| sc.name == n);
-    if let (Some(chain), Some(floor)) = (find("chain"), find("floor")) {
+    for users in &dims {
+        let (Some(chain), Some(floor)) = report::chain_and_floor(&scenarios, users.count) else {
+            continue;
+        };
         println!(
-            "chain/floor: throughput {:.0} %, p50 {:.2} ×, p99 {:.2} ×, CPU per request {:.2} ×\n",
+            "chain/floor with {}: throughput {:.0} %, p50 {:.2} ×, p99 {:.2} ×, CPU per request {:.2} ×\n",
+            end_users(users.count),
             100.0 * chain.wrk.throughput() / floor.wrk.throughput().max(f64::MIN_POSITIVE),
             chain.wrk.p50_us as f64 / floor.wrk.p50_us.max(1) as f64,
             chain.wrk.p99_us as f64 / floor.wrk.p99_us.max(1) as f64,
             chain.cpu_us_per_req() / floor.cpu_us_per_req().max(f64::MIN_POSITIVE),
         );
         println!(
-            "## Targets (issue 15)\n\n{}",
+            "## Targets (issues 15 and 21), {}\n\n{}",
+            end_users(users.count),
             report::verdict_table(&report::verdicts(chain, floor, &starts))
         );
     }
+    let find = |n: &str| scenarios.iter().find(|sc| sc.name == n);
     if let (Some(chain), Some(py)) = (find("chain"), find("python (no auth)")) {
         println!(
             "chain/python: throughput {:.1} × (issue 6 target: ≥ 40 × the article's pair; this Python pair neither authenticates nor stores, so it is an upper bound for Python)\n",
@@ -763,10 +899,13 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         emu.jwks_requests()
     );
 
+    // The chart: the floor and the chain for each count of end users (and `called` alone,
+    // Python); the ablation's steps are in the tables only (16 bars would not be readable).
     let bars: Vec<Bar> = scenarios
         .iter()
+        .filter(|sc| !ABLATION.iter().any(|v| v.name == sc.name))
         .map(|sc| Bar {
-            name: sc.name.clone(),
+            name: sc.label(),
             throughput: sc.wrk.throughput(),
             p50_ms: sc.wrk.p50_us as f64 / 1000.0,
             p99_ms: sc.wrk.p99_us as f64 / 1000.0,

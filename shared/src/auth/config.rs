@@ -7,7 +7,7 @@ use crate::config::{ConfigError, Reader, Setting, Source, require_secure_transpo
 use std::sync::Arc;
 
 use invoker_auth::AllowList;
-use invoker_auth::verify::{JwksCache, KeySource, Signature, Verifier};
+use invoker_auth::verify::{JwksCache, KeySource, MemoLimits, Signature, Verifier};
 
 use super::mode::AuthMode;
 
@@ -34,6 +34,8 @@ pub struct AuthConfig {
     /// `AUTH_JWKS_MAX_STALE_SECS`: how long past their expiry cached keys still serve while
     /// the key-set endpoint is down.
     pub jwks_max_stale: Duration,
+    /// `AUTH_TOKEN_MEMO_BYTES`: bytes the memo of verified tokens may take (0 = no memo).
+    pub token_memo_bytes: u64,
     /// `AUTH_MODE=platform` off Cloud Run (`K_SERVICE` unset), allowed by
     /// `AUTH_PLATFORM_TRUSTED=true`: warned about loudly at start.
     pub platform_off_cloud_run: bool,
@@ -90,6 +92,12 @@ impl AuthConfig {
         "86400",
         "how long past their expiry cached signing keys are still used while the key-set endpoint is down (then 503)",
     );
+    /// `AUTH_TOKEN_MEMO_BYTES`.
+    pub const AUTH_TOKEN_MEMO_BYTES: Setting = Setting::new(
+        "AUTH_TOKEN_MEMO_BYTES",
+        "16777216",
+        "bytes the memo of verified tokens may take (a token seen before skips its signature check; every claim is checked again); about 65,536 tokens at the default; 0 turns it off",
+    );
     /// `AUTH_PLATFORM_TRUSTED`.
     pub const AUTH_PLATFORM_TRUSTED: Setting = Setting::new(
         "AUTH_PLATFORM_TRUSTED",
@@ -113,6 +121,7 @@ impl AuthConfig {
         Self::AUTH_CLOCK_SKEW_SECS,
         Self::AUTH_MAX_TOKEN_LIFETIME_SECS,
         Self::AUTH_JWKS_MAX_STALE_SECS,
+        Self::AUTH_TOKEN_MEMO_BYTES,
         Self::AUTH_PLATFORM_TRUSTED,
         Self::ALLOW_INSECURE_HTTP,
     ];
@@ -147,6 +156,7 @@ impl AuthConfig {
             r.int_in(&Self::AUTH_MAX_TOKEN_LIFETIME_SECS, 1..=7 * 86_400)?;
         let jwks_max_stale =
             Duration::from_secs(r.int_in(&Self::AUTH_JWKS_MAX_STALE_SECS, 0..=30 * 86_400)?);
+        let token_memo_bytes = r.int_in(&Self::AUTH_TOKEN_MEMO_BYTES, 0..=1 << 30)?;
         let platform_trusted = r.bool(&Self::AUTH_PLATFORM_TRUSTED)?;
         let on_cloud_run = r.ambient("K_SERVICE").is_some();
         if mode == AuthMode::Platform && !on_cloud_run && !platform_trusted {
@@ -185,6 +195,7 @@ impl AuthConfig {
             clock_skew_secs,
             max_token_lifetime_secs,
             jwks_max_stale,
+            token_memo_bytes,
             platform_off_cloud_run: mode == AuthMode::Platform && !on_cloud_run,
         })
     }
@@ -201,6 +212,7 @@ impl AuthConfig {
             clock_skew_secs: 60,
             max_token_lifetime_secs: 3600,
             jwks_max_stale: Duration::from_secs(86_400),
+            token_memo_bytes: MemoLimits::default().max_bytes,
             platform_off_cloud_run: false,
         }
     }
@@ -230,6 +242,11 @@ impl AuthConfig {
             .max_lifetime(Duration::from_secs(self.max_token_lifetime_secs))
             .shared_keys(keys)
             .signature(signature)
+            .memo(MemoLimits {
+                // An entry weighs at least 256 bytes: the byte budget bounds the count too.
+                max_entries: usize::try_from(self.token_memo_bytes / 256).unwrap_or(usize::MAX),
+                max_bytes: self.token_memo_bytes,
+            })
             .build()
     }
 }

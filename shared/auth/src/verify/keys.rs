@@ -21,7 +21,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio::time::Instant;
 
 use crate::error::AuthError;
@@ -52,13 +54,32 @@ pub const FAILURE_BACKOFF: Backoff = Backoff {
     jitter: false,
 };
 
-/// A public key from a key set, with the one algorithm it may verify.
+/// The signature algorithms a key may verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RSA keys of 2048 to 8192 bits): Google's ID tokens.
+    RS256,
+    /// ECDSA on P-256 with SHA-256: IAP's signed headers.
+    ES256,
+}
+
+impl Algorithm {
+    /// The JOSE name (`RS256`, `ES256`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::ES256 => "ES256",
+        }
+    }
+}
+
+/// A public key from a key set, parsed once (not per verification), with the one algorithm it
+/// may verify — taken from the key, never from the token.
 #[derive(Clone)]
 pub struct VerificationKey {
-    /// The key material.
-    pub key: DecodingKey,
-    /// `RS256` for RSA keys, `ES256` for EC P-256 keys; taken from the key, never the token.
-    pub algorithm: Algorithm,
+    algorithm: Algorithm,
+    key: ParsedPublicKey,
 }
 
 impl fmt::Debug for VerificationKey {
@@ -67,6 +88,101 @@ impl fmt::Debug for VerificationKey {
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
     }
+}
+
+impl VerificationKey {
+    /// An RS256 key from a JWK's base64url `n` and `e`.
+    ///
+    /// # Errors
+    /// A message when the components are not base64url or not an RSA key of 2048–8192 bits.
+    pub fn rsa(n: &str, e: &str) -> Result<Self, String> {
+        let n = URL_SAFE_NO_PAD
+            .decode(n)
+            .map_err(|_| "n is not base64url")?;
+        let e = URL_SAFE_NO_PAD
+            .decode(e)
+            .map_err(|_| "e is not base64url")?;
+        let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+        if !(2048..=8192).contains(&bits) {
+            return Err(format!(
+                "an RS256 key has 2048 to 8192 bits, not about {bits}"
+            ));
+        }
+        let der = der_sequence(&[der_integer(&n), der_integer(&e)].concat());
+        let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+            .map_err(|e| format!("not a usable RSA key: {e}"))?;
+        Ok(Self {
+            algorithm: Algorithm::RS256,
+            key,
+        })
+    }
+
+    /// An ES256 key from a JWK's base64url P-256 `x` and `y`.
+    ///
+    /// # Errors
+    /// A message when the coordinates are not base64url or not a point on P-256.
+    pub fn ec_p256(x: &str, y: &str) -> Result<Self, String> {
+        let x = URL_SAFE_NO_PAD
+            .decode(x)
+            .map_err(|_| "x is not base64url")?;
+        let y = URL_SAFE_NO_PAD
+            .decode(y)
+            .map_err(|_| "y is not base64url")?;
+        if x.len() != 32 || y.len() != 32 {
+            return Err("P-256 coordinates are 32 bytes each".into());
+        }
+        let point = [&[4u8][..], &x, &y].concat();
+        let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+            .map_err(|e| format!("not a P-256 point: {e}"))?;
+        Ok(Self {
+            algorithm: Algorithm::ES256,
+            key,
+        })
+    }
+
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Whether `signature` (raw bytes: PKCS#1 v1.5 for RS256, `r‖s` for ES256) signs `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(message, signature).is_ok()
+    }
+}
+
+/// DER `INTEGER` of an unsigned big-endian number.
+fn der_integer(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
+    let digits = &bytes[start.min(bytes.len())..];
+    let mut content = Vec::with_capacity(digits.len() + 1);
+    if digits.first().is_none_or(|b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend_from_slice(digits);
+    der_tlv(0x02, &content)
+}
+
+fn der_sequence(content: &[u8]) -> Vec<u8> {
+    der_tlv(0x30, content)
+}
+
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
 }
 
 /// What [`KeySource::key`] returns.
@@ -414,31 +530,25 @@ fn to_key(jwk: RawJwk) -> Result<(String, VerificationKey), String> {
     if jwk.usage.as_deref().is_some_and(|u| u != "sig") {
         return Err(format!("key {kid} is not for signatures"));
     }
-    let bad = |e: jsonwebtoken::errors::Error| format!("key {kid}: {e}");
-    let (key, algorithm) = match (jwk.kty.as_str(), jwk.alg.as_deref(), jwk.crv.as_deref()) {
+    let bad = |e: String| format!("key {kid}: {e}");
+    let key = match (jwk.kty.as_str(), jwk.alg.as_deref(), jwk.crv.as_deref()) {
         ("RSA", None | Some("RS256"), _) => {
             let (Some(n), Some(e)) = (&jwk.n, &jwk.e) else {
                 return Err(format!("RSA key {kid} lacks n or e"));
             };
-            (
-                DecodingKey::from_rsa_components(n, e).map_err(bad)?,
-                Algorithm::RS256,
-            )
+            VerificationKey::rsa(n, e).map_err(bad)?
         }
         ("EC", None | Some("ES256"), Some("P-256")) => {
             let (Some(x), Some(y)) = (&jwk.x, &jwk.y) else {
                 return Err(format!("EC key {kid} lacks x or y"));
             };
-            (
-                DecodingKey::from_ec_components(x, y).map_err(bad)?,
-                Algorithm::ES256,
-            )
+            VerificationKey::ec_p256(x, y).map_err(bad)?
         }
         (kty, alg, _) => {
             return Err(format!("key {kid}: unsupported kty {kty} / alg {alg:?}"));
         }
     };
-    Ok((kid, VerificationKey { key, algorithm }))
+    Ok((kid, key))
 }
 
 #[cfg(test)]
@@ -517,8 +627,13 @@ mod tests {
         let mut kids: Vec<_> = keys.keys().cloned().collect();
         kids.sort();
         assert_eq!(kids, ["e1", "r1"]);
-        assert_eq!(keys["r1"].algorithm, Algorithm::RS256);
-        assert_eq!(keys["e1"].algorithm, Algorithm::ES256);
+        assert_eq!(keys["r1"].algorithm(), Algorithm::RS256);
+        assert_eq!(keys["e1"].algorithm(), Algorithm::ES256);
+        assert!(
+            VerificationKey::rsa("AQAB", "AQAB").is_err(),
+            "too short for RS256"
+        );
+        assert!(VerificationKey::ec_p256("AA", "AA").is_err());
         assert!(parse_jwks(b"{\"nope\": 1}").is_err());
         assert!(parse_jwks(b"<html>").is_err());
         assert!(StaticKeys::from_jwks(br#"{"keys": []}"#).is_err());

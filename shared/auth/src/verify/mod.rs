@@ -2,13 +2,15 @@
 //! [`KeySource`] it takes keys from, and [`JwksCache`], Google's key set over HTTPS.
 
 mod keys;
+mod memo;
 mod verifier;
 
 pub use keys::{
-    DEFAULT_MAX_AGE, DEFAULT_MAX_STALE, FAILURE_BACKOFF, FETCH_TIMEOUT, GOOGLE_JWKS_URL, JwksCache,
-    JwksCacheBuilder, KeyFuture, KeySource, MAX_KEY_SET_BYTES, MAX_MAX_AGE, MIN_MAX_AGE,
+    Algorithm, DEFAULT_MAX_AGE, DEFAULT_MAX_STALE, FAILURE_BACKOFF, FETCH_TIMEOUT, GOOGLE_JWKS_URL,
+    JwksCache, JwksCacheBuilder, KeyFuture, KeySource, MAX_KEY_SET_BYTES, MAX_MAX_AGE, MIN_MAX_AGE,
     REVALIDATE_AFTER, ReadyFuture, StaticKeys, UNKNOWN_KID_COOLDOWN, VerificationKey, freshness,
 };
+pub use memo::MemoLimits;
 pub use verifier::{
     GOOGLE_ISSUERS, MAX_TOKEN_LEN, STRIPPED_SIGNATURE, Signature, Verifier, VerifierBuilder,
 };

@@ -4,16 +4,15 @@
 //! With [`Signature::StrippedByCloudRun`] a token whose signature Cloud Run replaced with
 //! [`STRIPPED_SIGNATURE`] is accepted on the same claim checks without a signature.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 
-use super::keys::{JwksCache, KeySource, VerificationKey};
+use super::keys::{Algorithm, JwksCache, KeySource};
+use super::memo::{Memo, MemoLimits};
 use crate::claims::Claims;
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::AuthError;
@@ -26,9 +25,6 @@ pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.
 
 /// Longer tokens are refused before any parsing (Google ID tokens are about 1 KiB).
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
-
-/// Most tokens whose signature check is remembered (see [`Verifier::verify`]).
-const VERIFIED_CAPACITY: usize = 1024;
 
 /// Whether a token's signature must be checked. A named type, never a bare `bool`: the one
 /// value that skips the cryptographic check says so where it is set.
@@ -43,15 +39,6 @@ pub enum Signature {
     /// passing Cloud Run's check can then claim any identity.
     StrippedByCloudRun,
 }
-
-/// A token whose signature was checked, and the key that checked it (published under `kid`).
-struct Verified {
-    claims: Arc<Claims>,
-    kid: Arc<str>,
-    key: Arc<VerificationKey>,
-}
-
-type VerifiedMap = HashMap<Box<str>, Verified, foldhash::fast::RandomState>;
 
 /// Verifies Google-signed ID tokens for a set of audiences. Cheap to clone (shared state).
 ///
@@ -76,10 +63,9 @@ struct Inner {
     max_lifetime: u64,
     signature: Signature,
     clock: SharedClock,
-    /// Tokens already verified, by their exact text: a caller presents the same token for up
-    /// to an hour, and the signature check is most of a request's cost. Hashed with foldhash
-    /// (randomly seeded); only verified tokens are ever stored.
-    verified: RwLock<VerifiedMap>,
+    /// Tokens already verified, by the digest of their text: a caller presents the same token
+    /// for up to an hour, and the signature check is most of a request's cost.
+    memo: Memo,
 }
 
 impl fmt::Debug for Verifier {
@@ -104,9 +90,17 @@ pub struct VerifierBuilder {
     keys: Option<Arc<dyn KeySource>>,
     signature: Signature,
     clock: Option<SharedClock>,
+    memo: MemoLimits,
 }
 
 impl VerifierBuilder {
+    /// Bounds of the memo of verified tokens (default [`MemoLimits::default`];
+    /// [`MemoLimits::OFF`] verifies every token in full every time).
+    pub fn memo(mut self, limits: MemoLimits) -> Self {
+        self.memo = limits;
+        self
+    }
+
     /// Accepted `iss` values (default [`GOOGLE_ISSUERS`]).
     pub fn issuers<I, S>(mut self, issuers: I) -> Self
     where
@@ -165,7 +159,7 @@ impl VerifierBuilder {
                 max_lifetime: self.max_lifetime.as_secs(),
                 signature: self.signature,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                verified: RwLock::new(VerifiedMap::default()),
+                memo: Memo::new(self.memo),
             }),
         }
     }
@@ -194,6 +188,7 @@ impl Verifier {
             keys: None,
             signature: Signature::Required,
             clock: None,
+            memo: MemoLimits::default(),
         }
     }
 
@@ -219,8 +214,8 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     ///
-    /// A token whose signature was already verified (the exact same text, up to 1024
-    /// remembered) skips only the signature computation: every claim check (expiry included)
+    /// A token whose signature was already verified (the exact same text, within the memo's
+    /// [`MemoLimits`]) skips only the signature computation: every claim check (expiry included)
     /// runs again, and the key that verified it must still be the one the key source returns
     /// for its `kid` — so rotation, removal and expiry act exactly as on a first sight.
     ///
@@ -233,11 +228,17 @@ impl Verifier {
         }
         // Seen before, exactly: its header was checked then (the text is the same), so only
         // the key (still the one published under its kid?) and the claims are checked again.
-        if let Some((kid, key, claims)) = self.remembered(token)
-            && Arc::ptr_eq(&inner.keys.key(&kid).await?, &key)
-        {
-            self.check_claims(&claims)?;
-            return Ok(claims);
+        let digest = Memo::digest(token);
+        if let Some(hit) = inner.memo.get(&digest) {
+            if Arc::ptr_eq(&inner.keys.key(&hit.kid).await?, &hit.key) {
+                if let Err(e) = self.check_claims(&hit.claims) {
+                    inner.memo.remove(&digest);
+                    return Err(e);
+                }
+                return Ok(Arc::clone(&hit.claims));
+            }
+            // Its key left the key set (or changed): forget it, and verify in full below.
+            inner.memo.remove(&digest);
         }
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
@@ -278,58 +279,28 @@ impl Verifier {
             .filter(|k| !k.is_empty())
             .ok_or(AuthError::Malformed("token header has no kid"))?;
         let key = inner.keys.key(kid).await?;
-        if alg != key.algorithm {
+        if alg != key.algorithm() {
             return Err(AuthError::Algorithm(
                 "token algorithm does not match its signing key",
             ));
         }
         let message_len = token.len() - signature.len() - 1;
-        let valid = jsonwebtoken::crypto::verify(
-            signature,
-            &token.as_bytes()[..message_len],
-            &key.key,
-            key.algorithm,
-        )
-        .map_err(|_| AuthError::Malformed("malformed token signature"))?;
-        if !valid {
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| AuthError::Malformed("malformed token signature"))?;
+        if !key.verifies(&token.as_bytes()[..message_len], &signature) {
             return Err(AuthError::Signature("signature does not verify"));
         }
         let claims = decode_claims(payload)?;
         self.check_claims(&claims)?;
         let claims = Arc::new(claims);
-        self.remember(token, &claims, kid, key);
+        inner.memo.insert(digest, Arc::clone(&claims), kid, key);
         Ok(claims)
     }
 
-    /// What verified `token` before, if it did: its kid, the key and the claims.
-    fn remembered(&self, token: &str) -> Option<(Arc<str>, Arc<VerificationKey>, Arc<Claims>)> {
-        let verified = self
-            .inner
-            .verified
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let hit = verified.get(token)?;
-        Some((hit.kid.clone(), hit.key.clone(), hit.claims.clone()))
-    }
-
-    fn remember(&self, token: &str, claims: &Arc<Claims>, kid: &str, key: Arc<VerificationKey>) {
-        let mut verified = self
-            .inner
-            .verified
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if verified.len() >= VERIFIED_CAPACITY {
-            // Crude but bounded: every entry is re-earned with one full verification.
-            verified.clear();
-        }
-        verified.insert(
-            token.into(),
-            Verified {
-                claims: claims.clone(),
-                kid: kid.into(),
-                key,
-            },
-        );
+    /// Tokens remembered now (see [`VerifierBuilder::memo`]).
+    pub fn remembered(&self) -> usize {
+        self.inner.memo.len()
     }
 
     /// The claim checks, shared by signed and stripped tokens.
