@@ -87,6 +87,8 @@ impl std::fmt::Debug for Forwarder {
 
 enum Attempt {
     Done(Upstream),
+    /// called answered 401 to the caller's own token (not to the end user's).
+    OwnTokenRefused,
     Retry {
         failure: Error,
         after: Option<Duration>,
@@ -140,6 +142,8 @@ impl Forwarder {
     pub async fn forward(&self, out: &Outgoing) -> Result<Upstream, Error> {
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 0;
+        // The cached token is dropped and fetched again at most once per request.
+        let mut token_renewed = false;
         loop {
             attempt += 1;
             tracing::Span::current().record("attempts", attempt);
@@ -156,6 +160,18 @@ impl Forwarder {
                 Err(_) => return Err(Error::Deadline),
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Attempt::Done(up))) => return Ok(up),
+                Ok(Ok(Attempt::OwnTokenRefused)) if !token_renewed => {
+                    // called stopped accepting the cached token (its key left the key set, say):
+                    // drop it — unless another request already did — and try once more with a
+                    // fresh one, inside the same deadline.
+                    tracing::warn!(
+                        "called refused the caller's ID token; fetching a new one and retrying once"
+                    );
+                    self.tokens.invalidate_if_current(&token);
+                    token_renewed = true;
+                    continue;
+                }
+                Ok(Ok(Attempt::OwnTokenRefused)) => return Err(Error::Rejected(401)),
                 Ok(Ok(Attempt::Retry {
                     failure,
                     after,
@@ -257,7 +273,18 @@ impl Forwarder {
         };
         Ok(match status.as_u16() {
             300..=399 => return Err(Error::Redirected(status.as_u16())),
-            401 | 403 => return Err(Error::Rejected(status.as_u16())),
+            // The end user's token (X-Forwarded-Authorization) was refused: the client's
+            // problem, passed on as called said it, with its WWW-Authenticate.
+            401 if refuses_end_user(&parts.headers) => {
+                tracing::warn!("called refused the end user's forwarded token");
+                let mut up = up;
+                if let Some(v) = parts.headers.get(header::WWW_AUTHENTICATE) {
+                    up.headers.insert(header::WWW_AUTHENTICATE, v.clone());
+                }
+                Attempt::Done(up)
+            }
+            401 => Attempt::OwnTokenRefused,
+            403 => return Err(Error::Rejected(403)),
             429 => Attempt::Retry {
                 failure: Error::Upstream("429".into()),
                 after,
@@ -272,6 +299,15 @@ impl Forwarder {
             _ => Attempt::Done(up),
         })
     }
+}
+
+/// Whether called's 401 is about the end user's token: its `WWW-Authenticate` says so
+/// (`invoker_auth::END_USER_INVALID_TOKEN`).
+fn refuses_end_user(headers: &HeaderMap) -> bool {
+    headers.get_all(header::WWW_AUTHENTICATE).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("X-Forwarded-Authorization"))
+    })
 }
 
 /// Full-jitter exponential backoff: 50 ms × 2^(n-1), capped at 2 s, randomised in [½, 1]×.
@@ -307,6 +343,22 @@ mod tests {
         }
         assert!(backoff(1) <= Duration::from_millis(50));
         assert!(backoff(3) >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn an_end_user_refusal_is_told_from_a_refusal_of_the_callers_own_token() {
+        let mut h = HeaderMap::new();
+        assert!(!refuses_end_user(&h));
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+        assert!(!refuses_end_user(&h));
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(invoker_auth::END_USER_INVALID_TOKEN),
+        );
+        assert!(refuses_end_user(&h));
     }
 
     #[test]

@@ -67,6 +67,11 @@ async fn spawn_fake(script: Vec<(u16, Option<&'static str>)>, stall: bool) -> Fa
     let app = Router::new()
         .route("/", post(fake_post))
         .route("/health/live", get(|| async { "ok" }))
+        // The caller's readiness probe: an authenticated read.
+        .route(
+            "/entities",
+            get(|| async { axum::Json(json!({"items": [], "next": null})) }),
+        )
         .with_state(fake.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -197,11 +202,13 @@ async fn upstream_outcomes_map_to_the_contract() {
     // 503 every time: three attempts, then 502.
     let (fake, _) = outcome(503, 502).await;
     assert_eq!(fake.attempts(), 3);
-    // 401/403 from called: our credentials were rejected → 502, no retry.
-    for s in [401, 403] {
-        let (fake, _) = outcome(s, 502).await;
-        assert_eq!(fake.attempts(), 1);
-    }
+    // 401 from called: our own token was refused → dropped, fetched again, retried once, then
+    // 502 (tests/api/refusals.rs has the case where the new token is accepted).
+    let (fake, _) = outcome(401, 502).await;
+    assert_eq!(fake.attempts(), 2);
+    // 403 from called: our principal is not allowed → 502, no retry.
+    let (fake, _) = outcome(403, 502).await;
+    assert_eq!(fake.attempts(), 1);
     // 409 / 422 / 400 pass through with the called service's body.
     for s in [400, 409, 422] {
         let (_fake, Problem { detail, .. }) = outcome(s, s).await;

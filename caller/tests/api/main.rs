@@ -9,3 +9,4 @@ mod forward;
 mod key_set;
 mod metadata;
 mod outbound;
+mod refusals;

@@ -17,7 +17,8 @@ use testkit::checks::assert_problem;
 use testkit::emu::{Emu, USER};
 use testkit::in_process::{Service, spawn_caller};
 
-/// What a fake `called` saw: the headers of every `POST /`, and how many `/health/live` hits.
+/// What a fake `called` saw: the headers of every `POST /`, and how many readiness probes
+/// (`GET /entities?limit=1`, the caller's authenticated probe) hit it.
 #[derive(Clone, Default)]
 struct Seen {
     posts: Arc<Mutex<Vec<HeaderMap>>>,
@@ -50,19 +51,19 @@ async fn record_post(State(seen): State<Seen>, headers: HeaderMap) -> Response {
     (StatusCode::CREATED, axum::Json(json!({"id": "fake"}))).into_response()
 }
 
-/// Liveness that takes a moment, so concurrent probes overlap with the check in flight.
+/// A read that takes a moment, so concurrent probes overlap with the check in flight.
 async fn slow_live(State(seen): State<Seen>) -> &'static str {
     seen.live.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(200)).await;
     "ok"
 }
 
-/// A fake `called` answering 201 to `POST /` and 200 to `GET /health/live`, recording both.
+/// A fake `called` answering 201 to `POST /` and 200 to `GET /entities`, recording both.
 async fn spawn_recorder() -> (String, Seen) {
     let seen = Seen::default();
     let app = Router::new()
         .route("/", post(record_post))
-        .route("/health/live", get(slow_live))
+        .route("/entities", get(slow_live))
         .with_state(seen.clone());
     (serve(app).await, seen)
 }
@@ -181,7 +182,7 @@ async fn redirect_from_called_is_not_followed() {
                 async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }
             }),
         )
-        .route("/health/live", get(|| async { "ok" }));
+        .route("/entities", get(|| async { "{}" }));
     let called = serve(redirector).await;
     let caller = spawn_caller(&emu, &called, &[]).await;
     let token = emu.user_token(&caller.base);

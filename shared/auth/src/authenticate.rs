@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderMap, header};
+use http::HeaderMap;
 
 use crate::allow_list::AllowList;
 use crate::bearer::{FORWARDED_AUTHORIZATION, SERVERLESS_AUTHORIZATION, bearer_token};
@@ -113,10 +113,16 @@ impl Rejection {
             (AuthError::KeysUnavailable(_), _) => None,
             (AuthError::Missing, false) => Some("Bearer"),
             (AuthError::NotAllowed(_), _) => Some("Bearer error=\"insufficient_scope\""),
+            (_, true) => Some(END_USER_INVALID_TOKEN),
             _ => Some("Bearer error=\"invalid_token\""),
         }
     }
 }
+
+/// `WWW-Authenticate` of a refused end-user token: `error_description` tells a forwarder that
+/// the refused token is its client's (in `X-Forwarded-Authorization`), not its own — so it
+/// passes the refusal on instead of dropping its own token.
+pub const END_USER_INVALID_TOKEN: &str = "Bearer error=\"invalid_token\", error_description=\"the end user's token in X-Forwarded-Authorization\"";
 
 type AuthorizeFn = dyn Fn(&Identity) -> bool + Send + Sync;
 
@@ -287,24 +293,41 @@ impl Authenticator {
         self.inner.verifier.ready().await
     }
 
-    /// The header the rule picks for these headers, and its value.
+    /// The header the rule picks for these headers, and its one value (`None` without one).
+    ///
+    /// A header that appears more than once is [`AuthError::Malformed`]: which copy a proxy
+    /// checked and which one the application reads must never differ.
+    #[allow(clippy::type_complexity)]
     fn token_header<'h>(
         &self,
         headers: &'h HeaderMap,
-    ) -> (&'static str, Option<&'h http::HeaderValue>) {
-        if self.inner.header == HeaderRule::ServerlessFirst
-            && let Some(v) = headers.get(SERVERLESS_AUTHORIZATION)
+    ) -> (
+        &'static str,
+        Result<Option<&'h http::HeaderValue>, AuthError>,
+    ) {
+        let name = if self.inner.header == HeaderRule::ServerlessFirst
+            && headers.contains_key(SERVERLESS_AUTHORIZATION)
         {
-            return (SERVERLESS_AUTHORIZATION, Some(v));
+            SERVERLESS_AUTHORIZATION
+        } else {
+            "authorization"
+        };
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return (
+                name,
+                Err(AuthError::Malformed("the header appears more than once")),
+            );
         }
-        ("authorization", headers.get(header::AUTHORIZATION))
+        (name, Ok(first))
     }
 
     /// The raw bearer token [`Authenticator::authenticate`] verifies for these headers, or
     /// `None` without a well-formed one. For forwarding the caller's proof once
     /// `authenticate` accepted it. Never log it.
     pub fn presented_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        bearer_token(self.token_header(headers).1).ok()
+        bearer_token(self.token_header(headers).1.ok()?).ok()
     }
 
     /// Authenticates a request by its headers: the caller's token (verified, its email well
@@ -316,7 +339,7 @@ impl Authenticator {
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Rejection> {
         let (name, value) = self.token_header(headers);
         let reject = |e| Rejection::new(e, name);
-        let token = bearer_token(value).map_err(reject)?;
+        let token = bearer_token(value.map_err(reject)?).map_err(reject)?;
         let claims = self.inner.verifier.verify(token).await.map_err(reject)?;
         let identity = Identity::from_claims(&claims).map_err(reject)?;
         let allowed = match &self.inner.authorize {

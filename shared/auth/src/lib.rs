@@ -68,7 +68,8 @@ pub use identity::Identity;
 
 #[cfg(feature = "verify")]
 pub use authenticate::{
-    Authenticator, AuthenticatorBuilder, ForwardedUsers, HeaderRule, Principal, Rejection,
+    Authenticator, AuthenticatorBuilder, END_USER_INVALID_TOKEN, ForwardedUsers, HeaderRule,
+    Principal, Rejection,
 };
 #[cfg(feature = "axum")]
 pub use axum::{AuthLayer, EndUser};

@@ -278,6 +278,19 @@ where
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
+    /// Forgets the current value if `stale` says so (for example: it is the very value the other
+    /// side just refused — not a newer one another request already fetched).
+    pub fn invalidate_if(&self, stale: impl FnOnce(&T) -> bool) {
+        let mut current = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|f| stale(&f.value)) {
+            *current = None;
+        }
+    }
+
     /// How long until the next attempt is allowed, when there is no usable value and the
     /// refresher is backing off after failures; `None` otherwise. For a `Retry-After` header.
     pub fn retry_after(&self) -> Option<Duration> {
@@ -616,9 +629,13 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(r.get().await, Ok(2));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        r.invalidate();
+        r.invalidate_if(|v| *v == 1);
+        assert_eq!(r.current(), Some(2), "not the value it was asked about");
+        r.invalidate_if(|v| *v == 2);
         assert_eq!(r.current(), None);
         assert_eq!(r.get().await, Ok(3));
+        r.invalidate();
+        assert_eq!(r.current(), None);
     }
 
     #[tokio::test(start_paused = true)]

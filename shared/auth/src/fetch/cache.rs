@@ -181,10 +181,17 @@ impl TokenCache {
         }
     }
 
-    /// Forgets the cached token (one the receiver stopped accepting): the next
-    /// [`TokenCache::get`] fetches a new one.
+    /// Forgets the cached token: the next [`TokenCache::get`] fetches a new one.
     pub fn invalidate(&self) {
         self.refresher.invalidate();
+    }
+
+    /// Forgets the cached token if it is `refused` — the token the receiver just answered 401
+    /// to — and not a newer one another request already fetched (so that many requests refused
+    /// at once cause one fetch, not one each).
+    pub fn invalidate_if_current(&self, refused: &IdToken) {
+        self.refresher
+            .invalidate_if(|cached| cached.value() == refused.value());
     }
 
     /// Fetch attempts made against the source so far.
