@@ -249,7 +249,14 @@ mod tests {
 
     #[test]
     fn a_sqlite_url_that_cannot_hold_acknowledged_rows_is_refused() {
-        for url in ["sqlite::memory:", "sqlite://data/x.db?mode=ro"] {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://data/x.db?mode=ro",
+            "sqlite://data/x.db?immutable=1",
+            // Percent-decoded, the path is a SQLite URI naming an in-memory database.
+            "sqlite://file:/p%3Fmode=memory",
+            "sqlite://%3Amemory%3A",
+        ] {
             let e = parse(&[("DATABASE_URL", url)]).expect_err(url);
             assert!(e.to_string().contains("DATABASE_URL"), "{e}");
         }

@@ -120,7 +120,7 @@ pub async fn run(
         app.router,
         shutdown,
         cfg.server.shutdown_grace,
-        cfg.server.header_read_timeout,
+        &cfg.server,
     )
     .await?;
     app.store.close().await;

@@ -14,8 +14,9 @@
 //!   provider reqwest uses — with HTTP/2 offered by ALPN on `https://` (as reqwest does) and
 //!   HTTP/1.1 on `http://`;
 //! - `TCP_NODELAY`, one timeout over connecting (DNS, TCP and the TLS handshake together, as
-//!   reqwest's `connect_timeout`), up to 256 idle pooled connections kept 50 s (the shared
-//!   client's pool settings);
+//!   reqwest's `connect_timeout`), up to 256 idle pooled connections kept 8 s (the shared
+//!   client's pool settings: below called's 10 s idle timeout, so a request never goes out on
+//!   a connection called is closing);
 //! - the request's deadline is the caller's (`CALL_TIMEOUT_MS`), enforced around the whole
 //!   exchange by [`crate::forward::Forwarder`].
 

@@ -134,7 +134,7 @@ pub async fn run(
         router,
         shutdown,
         cfg.server.shutdown_grace,
-        cfg.server.header_read_timeout,
+        &cfg.server,
     )
     .await?;
     tracing::info!("caller stopped");

@@ -71,10 +71,12 @@ pub async fn forward(
     }
     let key = idempotency_key(&headers)?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // Renamed in the exact text: every other value reaches called as the client wrote it
-    // (numbers keep every digit).
-    let renamed = body
-        .renamed("foo", "bar")
-        .map_err(|_| Problem::internal())?;
+    // (numbers keep every digit). The received body is consumed here (on the blocking pool
+    // when large): only the renamed text is held across the forward and its retries.
+    let renamed =
+        shared::body::off_the_runtime(body.raw.get().len(), move || body.renamed("foo", "bar"))
+            .await?
+            .map_err(|_| Problem::internal())?;
     let propagated = PROPAGATED
         .iter()
         .filter_map(|name| headers.get(*name).map(|v| (*name, v.clone())))
@@ -106,7 +108,7 @@ pub async fn live() -> Json<Value> {
 
 /// `GET /health/ready`: a token can be had and called answers.
 #[utoipa::path(get, path = "/health/ready", responses(
-    (status = 200, description = "A token can be had and the called service answers (result cached about a second)"),
+    (status = 200, description = "A token can be had and the called service accepts it (result cached about a second)"),
     (status = 503, description = "No token, or the called service is unreachable", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(State(app): State<AppState>) -> Response {
@@ -119,7 +121,10 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     }
 }
 
-/// One readiness check: a token within 3 s, then `GET {CALLED_URL}/health/live` within 2 s.
+/// One readiness check: a token within 3 s, then an authenticated
+/// `GET {CALLED_URL}/entities?limit=1` within 2 s — proof that called accepts this token (an
+/// unauthenticated probe of `/health/live` would stay green while every forward gets 401).
+/// A token called refuses is dropped, so the next check (or request) fetches a new one.
 /// `ready` caches its result about a second with one check in flight ([`shared::readiness`]),
 /// so probes never fan out to called.
 pub async fn check_ready(forwarder: &Forwarder, http: &reqwest::Client) -> Result<(), Problem> {
@@ -138,15 +143,26 @@ pub async fn check_ready(forwarder: &Forwarder, http: &reqwest::Client) -> Resul
     };
     let url = forwarder
         .target()
-        .join("health/live")
+        .join("entities?limit=1")
         .map_err(|_| Problem::internal())?;
-    // With the token: behind Cloud Run's IAM check an anonymous probe would get 403.
     let probe = http
         .get(url)
         .bearer_auth(token.value())
         .timeout(Duration::from_secs(2))
         .send()
         .await;
+    if let Ok(r) = &probe
+        && r.status() == 401
+    {
+        forwarder.tokens().invalidate_if_current(&token);
+        tracing::warn!(
+            "not ready: called refuses this service's ID token; it will be fetched again"
+        );
+        return Err(Problem::unavailable(
+            "the called service refuses this service's identity token",
+            1,
+        ));
+    }
     match probe {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => {

@@ -12,13 +12,15 @@
 //!
 //! Anyone who can reach it can mint tokens: keep it on loopback. Its `/emulator/*` routes
 //! answer only requests whose `Host` is a loopback name or address (or [`EmulatorConfig::bind`]),
-//! so a web page cannot reach them by DNS rebinding.
+//! and its metadata routes only those, `metadata.google.internal`, `metadata` and
+//! `169.254.169.254` (403 otherwise), so a web page cannot reach either by DNS rebinding. The
+//! key sets (public keys) answer any `Host`.
 //!
 //! Modules:
 //! - `keys` — RSA signing keys: generation, JWK and certificate forms, RS256 JWT signing.
 //! - `x509` — self-signed X.509 certificates (a minimal DER encoder) for `/oauth2/v1/certs`.
 //! - `metadata` — the metadata tree: paths, directory listings, recursive JSON, `alt`.
-//! - `routes` — the HTTP routes, Google's response headers, the loopback guard of `/emulator/*`.
+//! - `routes` — the HTTP routes, Google's response headers, the `Host` guard (DNS rebinding).
 
 mod keys;
 mod metadata;

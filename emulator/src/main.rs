@@ -48,7 +48,9 @@ fn help() -> String {
         HELP_GROUPS,
     ) + "\n"
         + &client_setup("127.0.0.1:PORT")
-        + "\nIts /emulator/* routes (mint, rotate, faults) answer only loopback Host headers.\n"
+        + "\nIts /emulator/* routes (mint, rotate, faults) answer only loopback Host headers; its\n\
+           metadata routes also metadata.google.internal, metadata and 169.254.169.254 (others\n\
+           get 403: DNS rebinding).\n"
 }
 
 fn settings(src: &dyn Source) -> Result<Settings, ConfigError> {
@@ -76,7 +78,8 @@ async fn run(cfg: Settings, listener: tokio::net::TcpListener) -> anyhow::Result
     if !local.ip().is_loopback() {
         tracing::warn!(
             %local,
-            "listening beyond loopback: anyone who reaches this address gets tokens from the metadata routes; /emulator/* still answers only loopback Host headers (or {})",
+            "listening beyond loopback: anyone who reaches this address gets tokens from the metadata routes (addressed as {} or a metadata name); /emulator/* still answers only loopback Host headers (or {})",
+            local.ip(),
             local.ip()
         );
     }

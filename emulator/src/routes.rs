@@ -1,7 +1,8 @@
 //! HTTP routes of the emulator. Metadata routes answer like Google's metadata server (plain
 //! text or JSON, `Metadata-Flavor: Google` required on requests and sent on every answer, 403
-//! for requests carrying `X-Forwarded-For`); `/emulator/…` routes answer JSON and problem
-//! documents, and only to requests addressed to a loopback `Host`.
+//! for requests carrying `X-Forwarded-For`), and only to requests addressed to a name the
+//! metadata server is reached by; `/emulator/…` routes answer JSON and problem documents, and
+//! only to requests addressed to a loopback `Host`. The key sets answer any `Host`.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -31,17 +32,15 @@ const MAX_MINT_LIFETIME: u64 = 86_400;
 const TEXT: &str = "application/text";
 
 pub(super) fn router(emu: Emulator) -> Router {
-    let control = Router::new()
-        .route("/emulator/mint", post(mint))
-        .route("/emulator/rotate", post(rotate))
-        .route("/emulator/faults", post(faults))
-        .route_layer(from_fn_with_state(emu.clone(), loopback_only));
     Router::new()
         .route("/", get(root))
         .route(JWKS_PATH, get(jwks))
         .route(PEM_CERTS_PATH, get(pem_certs))
-        .merge(control)
+        .route("/emulator/mint", post(mint))
+        .route("/emulator/rotate", post(rotate))
+        .route("/emulator/faults", post(faults))
         .fallback(metadata)
+        .layer(from_fn_with_state(emu.clone(), guard_host))
         .layer(map_response(google_headers))
         .with_state(emu)
 }
@@ -59,44 +58,87 @@ async fn google_headers(mut res: Response) -> Response {
     res
 }
 
-/// Refuses `/emulator/*` requests whose `Host` is not loopback (or the configured bind
-/// address): a web page that rebinds its own DNS name to 127.0.0.1 reaches this port, but its
-/// requests still carry its own name as `Host`.
-async fn loopback_only(State(emu): State<Emulator>, req: Request, next: Next) -> Response {
+/// Which `Host`s a path answers. A web page that rebinds its own DNS name to 127.0.0.1 reaches
+/// this port, but its requests still carry its own name as `Host`: refusing names other than
+/// the ones below keeps it from minting tokens (metadata routes) or changing the emulator
+/// (`/emulator/*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostRule {
+    /// `/emulator/*`: loopback names and addresses, or the bind address.
+    Loopback,
+    /// The metadata routes: [`HostRule::Loopback`]'s hosts and the names a metadata server is
+    /// reached by (`metadata.google.internal`, `metadata`, `169.254.169.254`).
+    Metadata,
+    /// The key sets (public keys, nothing minted, nothing changed): any `Host`, as Google
+    /// serves them to anyone.
+    Any,
+}
+
+fn host_rule(path: &str) -> HostRule {
+    if path.starts_with("/emulator/") {
+        HostRule::Loopback
+    } else if path == JWKS_PATH || path == PEM_CERTS_PATH {
+        HostRule::Any
+    } else {
+        HostRule::Metadata
+    }
+}
+
+/// Refuses requests whose `Host` the path's [`HostRule`] does not admit: a problem document
+/// for `/emulator/*`, Google's short text 403 for the metadata routes (`Metadata-Flavor:
+/// Google` is added to every answer by [`google_headers`]).
+async fn guard_host(State(emu): State<Emulator>, req: Request, next: Next) -> Response {
+    let rule = host_rule(req.uri().path());
+    if rule == HostRule::Any {
+        return next.run(req).await;
+    }
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
-    match host {
-        Some(h) if host_is_local(&h, emu.config().bind) => next.run(req).await,
-        other => {
-            let shown: String = other
-                .as_deref()
-                .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(100)
-                .collect();
-            tracing::warn!(host = %shown, path = %req.uri().path(), "control request refused: Host is not loopback");
-            Problem::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "the /emulator/* routes answer only requests addressed to a loopback host \
-                     (localhost, 127.0.0.1, [::1]) or the emulator's bind address; Host {shown:?} \
-                     is not (this is how a web page reaching the emulator through DNS \
-                     rebinding looks)"
-                ),
-            )
-            .into_response()
-        }
+    if host
+        .as_deref()
+        .is_some_and(|h| host_admitted(h, emu.config().bind, rule))
+    {
+        return next.run(req).await;
     }
+    let shown: String = host
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
+    tracing::warn!(host = %shown, path = %req.uri().path(), "request refused: Host is not one this emulator is reached by (DNS rebinding?)");
+    if rule == HostRule::Loopback {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the /emulator/* routes answer only requests addressed to a loopback host \
+                 (localhost, 127.0.0.1, [::1]) or the emulator's bind address; Host {shown:?} \
+                 is not (this is how a web page reaching the emulator through DNS \
+                 rebinding looks)"
+            ),
+        )
+        .into_response();
+    }
+    text(
+        StatusCode::FORBIDDEN,
+        "Request denied: the metadata server answers only requests addressed to it \
+         (metadata.google.internal, metadata, 169.254.169.254, a loopback host or its bind \
+         address).\n",
+    )
 }
 
-/// Whether a `Host` value (`name[:port]`, `[v6][:port]`) names this machine's loopback, or is
-/// the address the emulator is bound to.
-pub(crate) fn host_is_local(host: &str, bind: Option<IpAddr>) -> bool {
+/// Whether a `Host` value (`name[:port]`, `[v6][:port]`) is admitted by `rule`: loopback
+/// (`localhost`, `127.0.0.0/8`, `[::1]`) or `bind` for both rules, and the metadata server's
+/// names and address for [`HostRule::Metadata`].
+fn host_admitted(host: &str, bind: Option<IpAddr>, rule: HostRule) -> bool {
+    if rule == HostRule::Any {
+        return true;
+    }
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
@@ -114,15 +156,25 @@ pub(crate) fn host_is_local(host: &str, bind: Option<IpAddr>) -> bool {
         }
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    if name.eq_ignore_ascii_case("localhost") {
+    let metadata = rule == HostRule::Metadata;
+    if name.eq_ignore_ascii_case("localhost")
+        || (metadata
+            && (name.eq_ignore_ascii_case("metadata.google.internal")
+                || name.eq_ignore_ascii_case("metadata")))
+    {
         return true;
     }
     match name.parse::<IpAddr>() {
         Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()) => true,
-        Ok(ip) => ip.is_loopback() || Some(ip) == bind,
+        Ok(ip) => {
+            ip.is_loopback() || Some(ip) == bind || (metadata && ip == IpAddr::from(METADATA_IP))
+        }
         Err(_) => false,
     }
 }
+
+/// The metadata server's link-local address.
+const METADATA_IP: [u8; 4] = [169, 254, 169, 254];
 
 fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
@@ -481,7 +533,11 @@ async fn faults(
 
 #[cfg(test)]
 mod tests {
-    use super::host_is_local;
+    use super::{HostRule, host_admitted, host_rule};
+
+    fn host_is_local(host: &str, bind: Option<std::net::IpAddr>) -> bool {
+        host_admitted(host, bind, HostRule::Loopback)
+    }
 
     #[test]
     fn loopback_hosts() {
@@ -515,5 +571,57 @@ mod tests {
             assert!(!host_is_local(bad, bind), "{bad}");
         }
         assert!(!host_is_local("10.1.2.3", None));
+    }
+
+    #[test]
+    fn metadata_hosts() {
+        let bind = Some("10.1.2.3".parse().expect("ip"));
+        let metadata = |h: &str| host_admitted(h, bind, HostRule::Metadata);
+        for ok in [
+            "metadata.google.internal",
+            "METADATA.google.internal.:80",
+            "metadata",
+            "metadata:8085",
+            "169.254.169.254",
+            "169.254.169.254:80",
+            "localhost:8085",
+            "127.0.0.1:8085",
+            "[::1]:8085",
+            "10.1.2.3:8085",
+        ] {
+            assert!(metadata(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:8085",
+            "metadata.google.internal.evil.example",
+            "metadata.evil.example",
+            "169.254.169.253",
+            "169.254.169.254.nip.io",
+            "10.1.2.4",
+            "0.0.0.0:8085",
+        ] {
+            assert!(!metadata(bad), "{bad}");
+        }
+        // The metadata names never open the control routes.
+        for name in ["metadata.google.internal", "metadata", "169.254.169.254"] {
+            assert!(!host_is_local(name, bind), "{name}");
+        }
+        assert!(host_admitted("evil.example", None, HostRule::Any));
+    }
+
+    #[test]
+    fn rules_by_path() {
+        assert_eq!(host_rule("/emulator/mint"), HostRule::Loopback);
+        assert_eq!(host_rule("/oauth2/v3/certs"), HostRule::Any);
+        assert_eq!(host_rule("/oauth2/v1/certs"), HostRule::Any);
+        for path in [
+            "/",
+            "/computeMetadata/v1/instance/service-accounts/default/identity",
+            "/x",
+        ] {
+            assert_eq!(host_rule(path), HostRule::Metadata, "{path}");
+        }
     }
 }

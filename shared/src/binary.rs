@@ -70,15 +70,18 @@ where
     });
     // Tasks still running log until the runtime is gone; then the last lines are flushed.
     drop(runtime);
-    let code = match result {
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "{name} failed");
+    }
+    // Log lines are written in batches by a thread of their own: the last ones go out before
+    // the process ends, waiting at most `telemetry::EXIT_FLUSH` (1 s) for an output nobody
+    // reads — the exit is never held by a blocked stdout.
+    crate::telemetry::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "{name} failed");
             eprintln!("{name}: {e:#}");
             ExitCode::FAILURE
         }
-    };
-    // JSON log lines are written in batches: the last ones go out before the process ends.
-    crate::telemetry::flush();
-    code
+    }
 }

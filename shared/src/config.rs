@@ -362,8 +362,13 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// `REQUEST_TIMEOUT_MS`: a request (body upload included) that takes longer is cut off.
     pub request_timeout: Duration,
-    /// `HEADER_READ_TIMEOUT_MS`: a connection that does not finish sending headers in time is closed.
+    /// `HEADER_READ_TIMEOUT_MS`: a connection that does not finish sending headers in time is
+    /// closed — an idle keep-alive connection too (the server's idle timeout).
     pub header_read_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open connections served at once; beyond it a small reserve answers
+    /// only `/health/*` (one request, then closed), and past the reserve a connection is
+    /// closed as soon as it is accepted.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -395,7 +400,13 @@ impl ServerConfig {
     pub const HEADER_READ_TIMEOUT_MS: Setting = Setting::new(
         "HEADER_READ_TIMEOUT_MS",
         "10000",
-        "a connection that does not finish its request headers in time is closed",
+        "a connection that does not finish its request headers in time is closed (idle keep-alive connections too)",
+    );
+    /// `MAX_CONNECTIONS`.
+    pub const MAX_CONNECTIONS: Setting = Setting::new(
+        "MAX_CONNECTIONS",
+        "1024",
+        "open connections served at once; beyond it a few more answer only /health/* (then close), the rest are closed at once",
     );
     /// The settings [`ServerConfig::from_source`] reads.
     pub const SETTINGS: &'static [Setting] = &[
@@ -405,6 +416,7 @@ impl ServerConfig {
         Self::MAX_CONCURRENT_REQUESTS,
         Self::REQUEST_TIMEOUT_MS,
         Self::HEADER_READ_TIMEOUT_MS,
+        Self::MAX_CONNECTIONS,
     ];
 
     /// `0.0.0.0:PORT`: every interface, as Cloud Run expects.
@@ -422,6 +434,7 @@ impl ServerConfig {
             max_concurrent_requests: r.int_in(&Self::MAX_CONCURRENT_REQUESTS, 1..=1_000_000)?,
             request_timeout: r.millis(&Self::REQUEST_TIMEOUT_MS, 100, 3_600_000)?,
             header_read_timeout: r.millis(&Self::HEADER_READ_TIMEOUT_MS, 100, 3_600_000)?,
+            max_connections: r.int_in(&Self::MAX_CONNECTIONS, 1..=1_000_000)?,
         })
     }
 }
@@ -476,6 +489,10 @@ mod tests {
         assert_eq!(cfg.port, 8080);
         assert_eq!(cfg.max_body_bytes, 1_048_576);
         assert_eq!(cfg.shutdown_grace, Duration::from_millis(8000));
+        assert_eq!(cfg.max_connections, 1024);
+        let err = ServerConfig::from_source(&MapSource::from_pairs([("MAX_CONNECTIONS", "0")]))
+            .expect_err("zero connections");
+        assert_eq!(err.name, "MAX_CONNECTIONS");
     }
 
     #[test]

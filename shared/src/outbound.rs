@@ -11,8 +11,11 @@ use std::time::Duration;
 
 /// `User-Agent` of every outbound request.
 pub const USER_AGENT: &str = concat!("invoker/", env!("CARGO_PKG_VERSION"));
-/// How long an idle pooled connection is kept.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// How long an idle pooled connection is kept: below the services' own idle timeout (their
+/// server closes a keep-alive connection idle for `HEADER_READ_TIMEOUT_MS`, 10 s by default),
+/// so the client drops an idle connection before the server does, instead of sending a
+/// request on a connection the server is closing and spending a retry on it.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 /// Most idle pooled connections per host.
 pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
 /// The bound on setting up a connection (DNS, TCP and TLS) the services use.
@@ -33,4 +36,24 @@ pub fn client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::POOL_IDLE_TIMEOUT;
+    use crate::config::{MapSource, ServerConfig};
+
+    /// The server closes a connection idle for its header-read timeout; a client that keeps it
+    /// longer sends a request at that mark on a closed connection and burns a retry. Two
+    /// seconds of margin cover the time between the server's last byte and the client's
+    /// return of the connection to its pool.
+    #[test]
+    fn client_idle_timeout_is_below_the_server_idle_timeout() {
+        let server = ServerConfig::from_source(&MapSource::default()).expect("defaults");
+        let server_idle = server.header_read_timeout;
+        assert!(
+            POOL_IDLE_TIMEOUT + std::time::Duration::from_secs(2) <= server_idle,
+            "client keeps idle connections {POOL_IDLE_TIMEOUT:?}, server closes them at {server_idle:?}"
+        );
+    }
 }

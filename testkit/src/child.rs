@@ -29,6 +29,9 @@ pub enum Output {
     Capture,
     /// Written to this file.
     File(PathBuf),
+    /// stdout piped and left unread until [`Proc::take_stdout`] (a pipe holds 64 KiB: a
+    /// stdout nobody reads); stderr kept as lines.
+    Unread,
 }
 
 /// How to start a binary.
@@ -92,6 +95,12 @@ impl Spec {
         self
     }
 
+    /// Leaves stdout unread ([`Output::Unread`]).
+    pub fn stdout_unread(mut self) -> Self {
+        self.output = Output::Unread;
+        self
+    }
+
     /// Writes stdout and stderr to `file`.
     pub fn log_to(mut self, file: impl Into<PathBuf>) -> Self {
         self.output = Output::File(file.into());
@@ -141,6 +150,7 @@ pub struct Proc {
     pub start_to_ready: Duration,
     lines: Arc<Mutex<Vec<String>>>,
     readers: Vec<JoinHandle<()>>,
+    unread: Option<tokio::process::ChildStdout>,
     log_file: Option<PathBuf>,
     stop_grace: Duration,
 }
@@ -189,7 +199,7 @@ impl Proc {
         }
         let mut log_file = None;
         match &spec.output {
-            Output::Capture => {
+            Output::Capture | Output::Unread => {
                 cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             }
             Output::File(path) => {
@@ -213,8 +223,13 @@ impl Proc {
         let pid = child.id().ok_or("the child has no pid")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
+        let mut unread = None;
         if let Some(out) = child.stdout.take() {
-            readers.push(collect(out, lines.clone()));
+            if matches!(spec.output, Output::Unread) {
+                unread = Some(out);
+            } else {
+                readers.push(collect(out, lines.clone()));
+            }
         }
         if let Some(err) = child.stderr.take() {
             readers.push(collect(err, lines.clone()));
@@ -229,6 +244,7 @@ impl Proc {
             start_to_ready: Duration::ZERO,
             lines,
             readers,
+            unread,
             log_file,
             stop_grace: spec.stop_grace,
         };
@@ -260,6 +276,12 @@ impl Proc {
             None => self.lines.lock().expect("lock").clone(),
         };
         lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The stdout left unread ([`Spec::stdout_unread`]), to read at the test's pace; `None`
+    /// after the first call or with another [`Output`].
+    pub fn take_stdout(&mut self) -> Option<tokio::process::ChildStdout> {
+        self.unread.take()
     }
 
     /// Sends SIGTERM (with the `kill` utility: `unsafe` is forbidden).

@@ -256,6 +256,17 @@ impl Store {
         }
     }
 
+    /// Whether writes commit. SQLite: `Err` once its writer thread's commits keep failing
+    /// (another process holds the write lock, the disk is full; see
+    /// [`SqliteStore::writer_health`]), `Ok` again after one commit. PostgreSQL: every request
+    /// commits on its own connection, so [`Store::ping`] already says it.
+    pub fn writes_commit(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.writer_health(),
+            Self::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Flushes pending writes and closes connections.
     pub async fn close(&self) {
         match self {

@@ -14,6 +14,8 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rusqlite::{OptionalExtension, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -29,6 +31,8 @@ type Reply = oneshot::Sender<Result<InsertOutcome, StoreError>>;
 
 enum Msg {
     Insert(Box<NewEntity>, Reply),
+    /// Readiness asks the writer whether it can commit again (sent only while it is unhealthy).
+    Probe,
     Close(oneshot::Sender<()>),
 }
 
@@ -38,6 +42,84 @@ pub struct SqliteStore {
     tx: mpsc::Sender<Msg>,
     pool: SqlitePool,
     writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    health: Arc<WriterHealth>,
+}
+
+/// The writer is unhealthy after this many commits in a row failed...
+const UNHEALTHY_AFTER_FAILURES: u32 = 3;
+/// ...or when its commits are still failing this long after the first failure, with no
+/// success since (a commit that waits out a 5 s busy timeout fails once per 5 s).
+const UNHEALTHY_AFTER: Duration = Duration::from_secs(5);
+
+/// What the writer thread's commits last did, for readiness: every commit (a batch, or a probe)
+/// records its outcome. Unhealthy after [`UNHEALTHY_AFTER_FAILURES`] failures in a row, or
+/// when failures span [`UNHEALTHY_AFTER`] with no success between; healthy again after one
+/// success. One isolated failure (a lock held a moment too long) never flips readiness, however
+/// long nothing follows it, and a success flips it back at once: it does not flap with
+/// sporadic errors.
+#[derive(Debug, Default)]
+struct WriterHealth {
+    state: std::sync::Mutex<HealthState>,
+    /// A [`Msg::Probe`] is queued or running: at most one at a time.
+    probe_pending: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    consecutive_failures: u32,
+    /// When the current run of failures began, and its latest failure.
+    failing: Option<(Instant, Instant)>,
+    last_error: String,
+}
+
+impl WriterHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn record_success(&self) {
+        let mut s = self.lock();
+        if s.consecutive_failures >= UNHEALTHY_AFTER_FAILURES {
+            tracing::info!(
+                failures = s.consecutive_failures,
+                "sqlite writer commits again"
+            );
+        }
+        s.consecutive_failures = 0;
+        s.failing = None;
+        s.last_error.clear();
+    }
+
+    fn record_failure(&self, error: &rusqlite::Error) {
+        self.record_failure_at(error, Instant::now());
+    }
+
+    fn record_failure_at(&self, error: &rusqlite::Error, now: Instant) {
+        let mut s = self.lock();
+        s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+        let first = s.failing.map_or(now, |(first, _)| first);
+        s.failing = Some((first, now));
+        s.last_error = error.to_string();
+    }
+
+    /// `Err(reason)` while the writer is unhealthy.
+    fn check(&self) -> Result<(), String> {
+        let s = self.lock();
+        let failing_for = s.failing.map_or(Duration::ZERO, |(first, last)| {
+            last.saturating_duration_since(first)
+        });
+        if s.consecutive_failures >= UNHEALTHY_AFTER_FAILURES || failing_for >= UNHEALTHY_AFTER {
+            return Err(format!(
+                "the sqlite writer cannot commit: {} commits in a row failed over {}ms (last: {})",
+                s.consecutive_failures,
+                failing_for.as_millis(),
+                s.last_error
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The database file a `sqlite://PATH` or `sqlite:PATH` URL names, exactly as sqlx reads it
@@ -48,14 +130,16 @@ pub struct SqliteStore {
 /// database (lost at restart, and never shared between the writer and the readers), or a
 /// parameter that makes the file read-only, immutable or served by another VFS. Only `mode=rw`,
 /// `mode=rwc` and `cache=…` are accepted.
+///
+/// Every check is made on the percent-decoded form, the one SQLite is given: sqlx decodes the
+/// path (`%3F` becomes `?`) and opens it with `SQLITE_OPEN_URI`, so a decoded path that starts
+/// with `file:` is a SQLite URI with parameters of its own (`sqlite://file:/p%3Fmode=memory`
+/// is an in-memory database), and the query is read as form-encoded pairs.
 pub fn database_file(url: &str) -> Result<std::path::PathBuf, String> {
     let opts = SqliteConnectOptions::from_str(url).map_err(|e| format!("not a SQLite URL: {e}"))?;
-    let (location, query) = url.split_once('?').unwrap_or((url, ""));
-    if location.ends_with(":memory:") {
-        return Err(IN_MEMORY.into());
-    }
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=').unwrap_or((pair, "")) {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match (&*name, &*value) {
             ("mode", "rw" | "rwc") | ("cache", _) => {}
             ("mode", "memory") => return Err(IN_MEMORY.into()),
             (name, value) => {
@@ -66,6 +150,18 @@ pub fn database_file(url: &str) -> Result<std::path::PathBuf, String> {
         }
     }
     let path = opts.get_filename();
+    let decoded = path.to_string_lossy();
+    if decoded == ":memory:" || decoded.starts_with("file:sqlx-in-memory-") {
+        return Err(IN_MEMORY.into());
+    }
+    if decoded
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("file:"))
+    {
+        return Err(format!(
+            "the path {decoded:?} is a SQLite URI (file:…), whose own parameters could make the database in-memory or read-only; name the file itself (sqlite://PATH, parameters after an unencoded ?)"
+        ));
+    }
     if path.as_os_str().is_empty() {
         return Err("the URL names no file (expected sqlite://PATH)".into());
     }
@@ -106,14 +202,17 @@ impl SqliteStore {
         let writer_conn = open_writer(&file, settings.acquire_timeout)?;
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = settings.max_batch.max(1);
+        let health = Arc::new(WriterHealth::default());
+        let writer_health = Arc::clone(&health);
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(writer_conn, rx, max_batch))
+            .spawn(move || write_loop(writer_conn, rx, max_batch, &writer_health))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(Self {
             tx,
             pool,
             writer: Arc::new(Mutex::new(Some(writer))),
+            health,
         })
     }
 
@@ -177,6 +276,24 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Whether the writer commits: `Err` after repeated commit failures (another process holds
+    /// the write lock, the disk is full…), `Ok` again after its next successful commit. While
+    /// unhealthy, each call also asks the writer for one probe commit (at most one queued), so
+    /// it recovers even when no write arrives (an instance out of rotation gets none).
+    pub fn writer_health(&self) -> Result<(), StoreError> {
+        if self.tx.is_closed() {
+            return Err(StoreError::Unavailable("the writer has stopped".into()));
+        }
+        let unhealthy = self.health.check();
+        if unhealthy.is_err()
+            && !self.health.probe_pending.swap(true, Ordering::AcqRel)
+            && self.tx.try_send(Msg::Probe).is_err()
+        {
+            self.health.probe_pending.store(false, Ordering::Release);
+        }
+        unhealthy.map_err(StoreError::Unavailable)
+    }
+
     /// Commits everything queued, stops the writer and closes the pool.
     pub async fn close(&self) {
         let (done, wait) = oneshot::channel();
@@ -222,24 +339,44 @@ fn open_writer(
     Ok(conn)
 }
 
-fn write_loop(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+fn write_loop(
+    mut conn: rusqlite::Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    health: &WriterHealth,
+) {
     let mut batch: Vec<(NewEntity, Reply)> = Vec::with_capacity(max_batch);
     let mut closing = None;
     while closing.is_none() {
+        let mut probe = false;
         match rx.blocking_recv() {
             Some(Msg::Insert(new, reply)) => batch.push((*new, reply)),
+            Some(Msg::Probe) => probe = true,
             Some(Msg::Close(done)) => closing = Some(done),
             None => break,
         }
         while batch.len() < max_batch && closing.is_none() {
             match rx.try_recv() {
                 Ok(Msg::Insert(new, reply)) => batch.push((*new, reply)),
+                Ok(Msg::Probe) => probe = true,
                 Ok(Msg::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
         }
         if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch);
+            // The batch's own commit says what a probe would.
+            commit_batch(&mut conn, &mut batch, health);
+        } else if probe {
+            match probe_commit(&mut conn) {
+                Ok(()) => health.record_success(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sqlite writer probe failed");
+                    health.record_failure(&e);
+                }
+            }
+        }
+        if probe {
+            health.probe_pending.store(false, Ordering::Release);
         }
     }
     rx.close();
@@ -259,16 +396,33 @@ fn write_loop(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Msg>, max_b
     }
 }
 
+/// The smallest durable commit: takes the write lock and rewrites the database header's
+/// `user_version` (unused by the schema; its value unchanged), so the commit appends a frame to
+/// the WAL and fsyncs it, as an insert's would: it fails while another process holds the
+/// write lock or the disk is full, and succeeds once a batch would.
+fn probe_commit(conn: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+    tx.commit()
+}
+
 #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
-fn commit_batch(conn: &mut rusqlite::Connection, batch: &mut Vec<(NewEntity, Reply)>) {
+fn commit_batch(
+    conn: &mut rusqlite::Connection,
+    batch: &mut Vec<(NewEntity, Reply)>,
+    health: &WriterHealth,
+) {
     match run_batch(conn, batch) {
         Ok(outcomes) => {
+            health.record_success();
             for ((new, reply), outcome) in batch.drain(..).zip(outcomes) {
                 let outcome = outcome.unwrap_or(InsertOutcome::Created(new.entity));
                 let _ = reply.send(Ok(outcome));
             }
         }
         Err(e) => {
+            health.record_failure(&e);
             tracing::error!(error = %e, batch = batch.len(), "batch insert failed; nothing in it was committed");
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
@@ -366,8 +520,38 @@ fn existing(
 
 #[cfg(test)]
 mod tests {
-    use super::database_file;
+    use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn writer_health_turns_after_repeated_failures_and_back_after_one_success() {
+        let health = WriterHealth::default();
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        let t0 = Instant::now();
+        assert!(health.check().is_ok());
+        // One or two failures in a row: still healthy (no flapping on a moment's contention)...
+        health.record_failure_at(&busy, t0);
+        assert!(health.check().is_ok(), "one isolated failure, however old");
+        health.record_failure_at(&busy, t0 + Duration::from_secs(1));
+        assert!(health.check().is_ok());
+        // ...unless the failures span UNHEALTHY_AFTER with no success between.
+        health.record_success();
+        health.record_failure_at(&busy, t0);
+        health.record_failure_at(&busy, t0 + UNHEALTHY_AFTER);
+        assert!(health.check().is_err());
+        health.record_success();
+        assert!(health.check().is_ok());
+        for _ in 0..UNHEALTHY_AFTER_FAILURES {
+            health.record_failure(&busy);
+        }
+        let reason = health.check().expect_err("unhealthy");
+        assert!(reason.contains("3 commits in a row"), "{reason}");
+        health.record_success();
+        assert!(health.check().is_ok());
+    }
 
     #[test]
     fn paths() {
@@ -395,6 +579,13 @@ mod tests {
             "sqlite://data/x.db?mode=ro",
             "sqlite://data/x.db?immutable=true",
             "sqlite://data/x.db?vfs=unix-none",
+            // Percent-encoded: SQLite is given the decoded form.
+            "sqlite://file:/p%3Fmode=memory",
+            "sqlite://file:data/x.db%3Fmode=ro",
+            "sqlite://FILE:/p%3Fimmutable=1",
+            "sqlite://%3Amemory%3A",
+            "sqlite://data/x.db?mo%64e=memory",
+            "sqlite://data/x.db?mode=%6Demory",
         ] {
             assert!(database_file(url).is_err(), "{url} accepted");
         }

@@ -5,9 +5,13 @@
 
 mod helpers;
 
+mod body_cost;
+mod connections;
 mod kill_under_load;
+mod log_flood;
 mod logs;
 mod overload;
 mod replay;
 mod shutdown;
 mod slowloris;
+mod write_lock;

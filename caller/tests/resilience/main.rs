@@ -4,5 +4,7 @@
 
 mod helpers;
 
+mod body_cost;
+mod log_flood;
 mod logs;
 mod shutdown;

@@ -1,9 +1,10 @@
 //! The common layers every service's routes run behind.
 //!
-//! In order: request id (`X-Request-Id`, generated when absent, echoed back) → request span and
-//! access log → early 413 on `Content-Length`, load shedding (503 + `Retry-After` beyond
-//! `MAX_CONCURRENT_REQUESTS`, health routes exempt) and a whole-request timeout → body limit →
-//! the service's routes → 404/405 problem fallbacks.
+//! In order: request id (`X-Request-Id`, generated when absent or not 1–128 visible ASCII
+//! characters, echoed back) → request span and access log (header values cut to
+//! [`telemetry::MAX_LOGGED_VALUE`] bytes) → early 413 on `Content-Length`, load shedding (503 +
+//! `Retry-After` beyond `MAX_CONCURRENT_REQUESTS`, health routes exempt) and a whole-request
+//! timeout → body limit → the service's routes → 404/405 problem fallbacks.
 //!
 //! The first three are one middleware, [`front`]: every request passes through it, and one
 //! layer costs one boxed future and one `Next` where four layers cost four
@@ -51,21 +52,37 @@ pub fn with_common_layers(router: Router, cfg: &ServerConfig) -> Router {
 /// `X-Request-Id`.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every request's way in: its id (the client's `X-Request-Id`, else a new UUID, passed to the
-/// routes and echoed on the answer), its span and request log line, then [`guard`].
+/// Longest `X-Request-Id` kept from a client.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Whether a client's `X-Request-Id` is kept: 1 to [`MAX_REQUEST_ID_BYTES`] visible ASCII
+/// characters (no space, no control character).
+fn acceptable_request_id(id: &HeaderValue) -> bool {
+    let id = id.as_bytes();
+    (1..=MAX_REQUEST_ID_BYTES).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// Every request's way in: its id (the client's `X-Request-Id` when it is 1–128 visible ASCII
+/// characters, else a new UUID — logged as a replacement when the client sent one), set as the
+/// request's only `X-Request-Id` (what the routes read and the caller propagates) and echoed on
+/// the answer; its span and request log line; then [`guard`].
 async fn front(State(limits): State<Arc<Limits>>, mut req: Request, next: Next) -> Response {
-    let request_id = match req.headers().get(&X_REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
+    let mut sent = req.headers().get_all(&X_REQUEST_ID).iter();
+    let (first, more) = (sent.next(), sent.next().is_some());
+    let (request_id, replaced) = match first {
+        Some(id) if acceptable_request_id(id) => (id.clone(), None),
+        other => {
             let mut buf = uuid::Uuid::encode_buffer();
             let id =
                 HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
                     .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-            req.headers_mut().insert(X_REQUEST_ID, id.clone());
-            id
+            (id, other.map(|v| v.len()))
         }
     };
-    let mut res = observe(limits, &request_id, req, next).await;
+    if more || first != Some(&request_id) {
+        req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+    }
+    let mut res = observe(limits, &request_id, replaced, req, next).await;
     if !res.headers().contains_key(&X_REQUEST_ID) {
         res.headers_mut().insert(X_REQUEST_ID, request_id);
     }
@@ -109,16 +126,20 @@ async fn guard(limits: Arc<Limits>, req: Request, next: Next) -> Response {
     }
 }
 
+/// Opens the request's span, whose fields repeat in every line of the request: header values
+/// (and the path) are escaped and cut to [`telemetry::MAX_LOGGED_VALUE`] bytes.
 async fn observe(
     limits: Arc<Limits>,
     request_id: &HeaderValue,
+    replaced: Option<usize>,
     req: Request,
     next: Next,
 ) -> Response {
     let start = Instant::now();
     let headers = req.headers();
-    // Header values are escaped before they reach a log line (see `telemetry::escape_control`).
-    let request_id = telemetry::escape_control(request_id.to_str().unwrap_or(""));
+    let cap = |s| telemetry::escape_capped(s, telemetry::MAX_LOGGED_VALUE);
+    // Visible ASCII by now (see `front`); escaped all the same.
+    let request_id = cap(request_id.to_str().unwrap_or(""));
     // The last X-Forwarded-For entry is the one Cloud Run's front end appended; earlier ones
     // are whatever the client wrote.
     let remote_ip = headers
@@ -129,7 +150,7 @@ async fn observe(
         .and_then(|v| v.rsplit(',').next())
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| telemetry::escape_control(s).into_owned())
+        .map(|s| cap(s).into_owned())
         .or_else(|| {
             req.extensions()
                 .get::<ConnectInfo<SocketAddr>>()
@@ -141,7 +162,7 @@ async fn observe(
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
         http.method = %req.method(),
-        http.path = %req.uri().path(),
+        http.path = %cap(req.uri().path()),
         http.user_agent = tracing::field::Empty,
         http.remote_ip = tracing::field::Empty,
         http.protocol = ?req.version(),
@@ -156,10 +177,18 @@ async fn observe(
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        span.record("http.user_agent", telemetry::escape_control(ua).as_ref());
+        span.record("http.user_agent", cap(ua).as_ref());
     }
     if let Some(ip) = remote_ip.as_deref() {
         span.record("http.remote_ip", ip);
+    }
+    if let Some(bytes) = replaced {
+        span.in_scope(|| {
+            tracing::info!(
+                replaced_request_id_bytes = bytes,
+                "X-Request-Id replaced by a new id: not 1 to {MAX_REQUEST_ID_BYTES} visible ASCII characters"
+            );
+        });
     }
     let res = guard(limits, req, next).instrument(span.clone()).await;
     let status = res.status().as_u16();

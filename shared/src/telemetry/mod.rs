@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use http::HeaderMap;
 use tracing::field::{Field, Visit};
@@ -106,6 +107,48 @@ pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Most bytes of one header value (or the request path) in a log line, after escaping; the
+/// rest is cut and marked (see [`escape_capped`]). Such values repeat in every line of their
+/// request.
+pub const MAX_LOGGED_VALUE: usize = 512;
+
+/// [`escape_control`], cut to at most `max` bytes (at a character, never inside an escape)
+/// and then marked `…[truncated, N bytes]`, N being the length of `s`.
+pub fn escape_capped(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let escaped = escape_control(s);
+    if escaped.len() <= max {
+        return escaped;
+    }
+    let mut out = String::with_capacity(max + 32);
+    for c in s.chars() {
+        let before = out.len();
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+        if out.len() > max {
+            out.truncate(before);
+            break;
+        }
+    }
+    out.push_str(&format!("…[truncated, {} bytes]", s.len()));
+    std::borrow::Cow::Owned(out)
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, then marked
+/// `…[truncated, N bytes]`; `s` itself when it fits.
+fn truncated(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…[truncated, {} bytes]", &s[..end], s.len()))
+}
+
 static PROJECT: OnceLock<Option<String>> = OnceLock::new();
 
 /// Installs the global subscriber. A second call (tests) is a no-op.
@@ -121,6 +164,7 @@ pub fn init(cfg: &TelemetryConfig) {
             Box::new(EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info")))
         }
     };
+    flush_on_panic();
     let result = match cfg.format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
@@ -131,16 +175,13 @@ pub fn init(cfg: &TelemetryConfig) {
                     // text, so the only escape sequences in it are ones a value carried —
                     // and those are escaped.
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_writer(std::io::stderr),
+                    .with_writer(|| TextLine),
             )
             .try_init(),
-        LogFormat::Json => {
-            flush_on_panic();
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(CloudLoggingLayer)
-                .try_init()
-        }
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(CloudLoggingLayer)
+            .try_init(),
     };
     drop(result);
 }
@@ -156,27 +197,115 @@ fn plain_targets(filter: &str) -> Option<Targets> {
     filter.parse().ok()
 }
 
-/// Writes every JSON log line still buffered to stdout (see [`sink`]). [`crate::binary::main`]
-/// calls it before the process exits; a panic calls it before the panic message.
-pub fn flush() {
-    if let Some(sink) = STDOUT.get() {
-        sink.flush();
-    }
+/// Longest [`flush`] waits for the output: a process exiting after a full `SHUTDOWN_GRACE_MS`
+/// drain (8 s by default) still ends before Cloud Run's kill, 10 s after `SIGTERM`.
+pub const EXIT_FLUSH: Duration = Duration::from_secs(1);
+
+/// Writes every log line still buffered (see [`sink`]), waiting at most [`EXIT_FLUSH`] for an
+/// output that does not take them; true if all were written. [`crate::binary::main`] calls it
+/// before the process exits; a panic calls it before the panic message.
+pub fn flush() -> bool {
+    flush_within(EXIT_FLUSH)
+}
+
+/// [`flush`] with a bound of `limit` (for stdout and stderr together).
+pub fn flush_within(limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    // Both, even when the first does not finish.
+    let out = STDOUT.get().is_none_or(|s| s.flush_within(left()));
+    let err = STDERR.get().is_none_or(|s| s.flush_within(left()));
+    out && err
 }
 
 fn flush_on_panic() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        flush();
-        previous(info);
-    }));
+    static HOOKED: std::sync::Once = std::sync::Once::new();
+    HOOKED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            flush();
+            previous(info);
+        }));
+    });
 }
 
 /// The JSON lines' way to stdout, started with the first line.
 static STDOUT: OnceLock<sink::Sink> = OnceLock::new();
+/// The text lines' way to stderr, started with the first line.
+static STDERR: OnceLock<sink::Sink> = OnceLock::new();
 
 fn stdout_sink() -> &'static sink::Sink {
-    STDOUT.get_or_init(|| sink::Sink::start(Box::new(std::io::stdout())))
+    STDOUT.get_or_init(|| {
+        // Unbuffered writes to stdout's file description (std's `Stdout` would buffer and
+        // split a batch at its newlines), so that a partial write is seen and completed.
+        let out: Box<dyn Write + Send> =
+            match std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned() {
+                Ok(fd) => Box::new(std::fs::File::from(fd)),
+                Err(_) => Box::new(std::io::stdout()),
+            };
+        sink::Sink::start(out, json_dropped_report)
+    })
+}
+
+fn stderr_sink() -> &'static sink::Sink {
+    STDERR.get_or_init(|| {
+        let out: Box<dyn Write + Send> =
+            match std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
+                Ok(fd) => Box::new(std::fs::File::from(fd)),
+                Err(_) => Box::new(std::io::stderr()),
+            };
+        sink::Sink::start(out, text_dropped_report)
+    })
+}
+
+const DROPPED: &str = "log lines dropped: the output did not keep up";
+
+/// The JSON line that reports dropped lines.
+fn json_dropped_report(lines: u64, bytes: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"severity\":\"WARNING\",\"time\":\"");
+    let _ = time::OffsetDateTime::now_utc()
+        .format_into(&mut out, &time::format_description::well_known::Rfc3339);
+    let _ = writeln!(
+        out,
+        "\",\"message\":\"{DROPPED}\",\"target\":\"{}\",\"dropped_lines\":{lines},\"dropped_bytes\":{bytes}}}",
+        module_path!()
+    );
+    out
+}
+
+/// The text line that reports dropped lines.
+fn text_dropped_report(lines: u64, bytes: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    let _ = time::OffsetDateTime::now_utc()
+        .format_into(&mut out, &time::format_description::well_known::Rfc3339);
+    let _ = writeln!(
+        out,
+        "  WARN {DROPPED} dropped_lines={lines} dropped_bytes={bytes}"
+    );
+    out
+}
+
+/// The text format's writer: each event arrives in one `write` (tracing-subscriber formats a
+/// whole event, then writes it at once) and is queued on the stderr sink, cut to
+/// [`sink::MAX_LINE`].
+struct TextLine;
+
+impl Write for TextLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() <= sink::MAX_LINE {
+            stderr_sink().append(buf);
+        } else {
+            let text = String::from_utf8_lossy(buf);
+            let mut line = truncated(&text, sink::MAX_LINE - 64).into_owned();
+            line.push('\n');
+            stderr_sink().append(line.as_bytes());
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// For tests: logs only when `TEST_LOG` is set (text, `RUST_LOG` or `debug`).
@@ -223,7 +352,9 @@ pub fn trace_context(headers: &HeaderMap) -> Option<TraceContext> {
     let span = rest
         .split(';')
         .next()
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+        // A span id is a decimal u64: at most 20 digits (a longer one is not repeated in every
+        // line of the request).
+        .filter(|s| (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()));
     Some(TraceContext {
         trace_id: trace.to_ascii_lowercase(),
         span_id: span.map(str::to_owned),
@@ -262,10 +393,13 @@ enum FieldValue {
 }
 
 impl FieldValue {
-    /// Appends the value as JSON.
-    fn write_json(&self, out: &mut Vec<u8>) {
+    /// Appends the value as JSON, a string cut to `cap` bytes ([`truncated`]) if given.
+    fn write_json(&self, out: &mut Vec<u8>, cap: Option<usize>) {
         match self {
-            Self::Str(s) => write_json_str(out, s),
+            Self::Str(s) => match cap {
+                Some(cap) => write_json_str(out, &truncated(s, cap)),
+                None => write_json_str(out, s),
+            },
             Self::I64(n) => {
                 let _ = write!(out, "{n}");
             }
@@ -385,9 +519,40 @@ where
         LINE.with(|line| {
             let mut line = line.borrow_mut();
             line.clear();
-            write_entry(&mut line, event.metadata(), &merged);
+            write_bounded_entry(&mut line, event.metadata(), &merged);
             stdout_sink().append(&line);
+            if line.capacity() > 4 * sink::MAX_LINE {
+                line.clear();
+                line.shrink_to(1024);
+            }
         });
+    }
+}
+
+/// Writes the entry ([`write_entry`]) whole when it fits in [`sink::MAX_LINE`] (Cloud Logging
+/// refuses entries over 256 KiB); otherwise with every string value cut ever shorter until it
+/// fits, and as a last resort only its severity, time, message (cut) and target.
+fn write_bounded_entry(
+    out: &mut Vec<u8>,
+    meta: &tracing::Metadata<'_>,
+    fields: &[(&str, &FieldValue)],
+) {
+    write_entry(out, meta, fields, None);
+    for cap in [8 * 1024, 1024, 128] {
+        if out.len() <= sink::MAX_LINE {
+            return;
+        }
+        out.clear();
+        write_entry(out, meta, fields, Some(cap));
+    }
+    if out.len() > sink::MAX_LINE {
+        out.clear();
+        let message = fields
+            .iter()
+            .find(|(n, _)| *n == "message")
+            .map(|(_, v)| *v);
+        let kept: Vec<(&str, &FieldValue)> = message.map(|m| ("message", m)).into_iter().collect();
+        write_entry(out, meta, &kept, Some(1024));
     }
 }
 
@@ -398,7 +563,12 @@ thread_local! {
 
 /// Appends one Cloud Logging entry (and its newline) for an event with `fields` (the merged
 /// span and event fields) to `out`.
-fn write_entry(out: &mut Vec<u8>, meta: &tracing::Metadata<'_>, fields: &[(&str, &FieldValue)]) {
+fn write_entry(
+    out: &mut Vec<u8>,
+    meta: &tracing::Metadata<'_>,
+    fields: &[(&str, &FieldValue)],
+    cap: Option<usize>,
+) {
     let get = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     out.extend_from_slice(b"{\"severity\":\"");
     out.extend_from_slice(severity(meta.level()).as_bytes());
@@ -407,7 +577,7 @@ fn write_entry(out: &mut Vec<u8>, meta: &tracing::Metadata<'_>, fields: &[(&str,
         .format_into(&mut *out, &time::format_description::well_known::Rfc3339);
     out.extend_from_slice(b"\",\"message\":");
     match get("message") {
-        Some(v) => v.write_json(out),
+        Some(v) => v.write_json(out, cap),
         None => out.extend_from_slice(b"\"\""),
     }
     out.extend_from_slice(b",\"target\":");
@@ -415,11 +585,15 @@ fn write_entry(out: &mut Vec<u8>, meta: &tracing::Metadata<'_>, fields: &[(&str,
     if let Some(FieldValue::Str(trace)) = get("trace_id") {
         out.extend_from_slice(b",\"logging.googleapis.com/trace\":");
         let project = PROJECT.get().and_then(|p| p.as_deref());
-        write_json_str(out, &trace_resource(project, trace));
+        let trace = match cap {
+            Some(cap) => truncated(trace, cap),
+            None => std::borrow::Cow::Borrowed(trace.as_str()),
+        };
+        write_json_str(out, &trace_resource(project, &trace));
     }
     if let Some(span) = get("span_id") {
         out.extend_from_slice(b",\"logging.googleapis.com/spanId\":");
-        span.write_json(out);
+        span.write_json(out, cap);
     }
     if let Some(status) = get("http.status") {
         out.extend_from_slice(b",\"httpRequest\":{");
@@ -434,12 +608,12 @@ fn write_entry(out: &mut Vec<u8>, meta: &tracing::Metadata<'_>, fields: &[(&str,
                 out.push(b'"');
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b"\":");
-                v.write_json(out);
+                v.write_json(out, cap);
                 out.push(b',');
             }
         }
         out.extend_from_slice(b"\"status\":");
-        status.write_json(out);
+        status.write_json(out, cap);
         if let Some(FieldValue::U64(us)) = get("http.latency_us") {
             let _ = write!(
                 out,
@@ -457,7 +631,7 @@ fn write_entry(out: &mut Vec<u8>, meta: &tracing::Metadata<'_>, fields: &[(&str,
         out.push(b',');
         write_json_str(out, name);
         out.push(b':');
-        value.write_json(out);
+        value.write_json(out, cap);
     }
     out.extend_from_slice(b"}\n");
 }
@@ -513,25 +687,107 @@ mod tests {
     }
 
     #[test]
-    fn entry_has_cloud_logging_shape() {
-        struct Cs;
-        static CS: Cs = Cs;
-        impl tracing::callsite::Callsite for Cs {
-            fn set_interest(&self, _: tracing::subscriber::Interest) {}
-            fn metadata(&self) -> &tracing::Metadata<'_> {
-                &META
-            }
-        }
-        static META: tracing::Metadata<'static> = tracing::Metadata::new(
-            "request",
-            "t",
-            Level::WARN,
-            None,
-            None,
-            None,
-            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CS)),
-            tracing::metadata::Kind::EVENT,
+    fn escape_capped_cuts_after_escaping_and_says_so() {
+        assert_eq!(escape_capped("short", 512), "short");
+        let tabs = format!("a{}b", "\t".repeat(120_000));
+        let capped = escape_capped(&tabs, MAX_LOGGED_VALUE);
+        assert!(capped.len() <= MAX_LOGGED_VALUE + 40, "{}", capped.len());
+        assert!(capped.starts_with("a\\u{9}\\u{9}"), "{capped}");
+        assert!(capped.ends_with("…[truncated, 120002 bytes]"), "{capped}");
+        assert!(!capped.contains('\t'));
+        // Never inside an escape or a character.
+        let body = capped.split('…').next().expect("head");
+        assert!(body.ends_with("\\u{9}"), "{body}");
+        let wide = "é".repeat(1000);
+        let capped = escape_capped(&wide, 11);
+        assert_eq!(capped, format!("ééééé…[truncated, {} bytes]", wide.len()));
+    }
+
+    #[test]
+    fn trace_context_refuses_a_huge_span_id() {
+        let mut h = HeaderMap::new();
+        let v = format!(
+            "0123456789abcdef0123456789abcdef/{};o=1",
+            "9".repeat(10_000)
         );
+        h.insert("x-cloud-trace-context", v.parse().expect("hv"));
+        assert_eq!(trace_context(&h).expect("trace").span_id, None);
+    }
+
+    #[test]
+    fn an_oversized_entry_is_cut_to_valid_json_under_the_line_limit() {
+        let s = |v: String| FieldValue::Str(v);
+        let fields = [
+            ("message", s(format!("m{}", "\u{1}".repeat(200_000)))),
+            ("http.status", FieldValue::U64(401)),
+            ("http.user_agent", s("u".repeat(300_000))),
+            ("request_id", s("r".repeat(100_000))),
+            ("detail", s("é".repeat(100_000))),
+        ];
+        let merged: Vec<(&str, &FieldValue)> = fields.iter().map(|(n, v)| (*n, v)).collect();
+        let mut line = Vec::new();
+        write_bounded_entry(&mut line, &META, &merged);
+        assert!(line.len() <= sink::MAX_LINE, "{}", line.len());
+        assert!(line.ends_with(b"}\n"));
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        assert_eq!(v["httpRequest"]["status"], 401);
+        assert!(
+            v["request_id"]
+                .as_str()
+                .expect("id")
+                .ends_with("…[truncated, 100000 bytes]")
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .expect("message")
+                .starts_with("m\u{1}")
+        );
+        // A line that fits is left whole.
+        let small = [
+            ("message", s("fine".into())),
+            ("request_id", s("r1".into())),
+        ];
+        let merged: Vec<(&str, &FieldValue)> = small.iter().map(|(n, v)| (*n, v)).collect();
+        line.clear();
+        write_bounded_entry(&mut line, &META, &merged);
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        assert_eq!(v["message"], "fine");
+        assert_eq!(v["request_id"], "r1");
+    }
+
+    #[test]
+    fn the_dropped_lines_report_is_one_json_line() {
+        let line = json_dropped_report(3, 4096);
+        assert!(line.ends_with(b"}\n") && line.iter().filter(|b| **b == b'\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        assert_eq!(v["severity"], "WARNING");
+        assert_eq!(v["dropped_lines"], 3);
+        assert_eq!(v["dropped_bytes"], 4096);
+        assert!(v["message"].as_str().expect("message").contains("dropped"));
+    }
+
+    struct Cs;
+    static CS: Cs = Cs;
+    impl tracing::callsite::Callsite for Cs {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            &META
+        }
+    }
+    static META: tracing::Metadata<'static> = tracing::Metadata::new(
+        "request",
+        "t",
+        Level::WARN,
+        None,
+        None,
+        None,
+        tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CS)),
+        tracing::metadata::Kind::EVENT,
+    );
+
+    #[test]
+    fn entry_has_cloud_logging_shape() {
         let s = |v: &str| FieldValue::Str(v.to_owned());
         let fields = [
             ("message", s("done \"quoted\"\n")),
@@ -546,7 +802,7 @@ mod tests {
         ];
         let merged: Vec<(&str, &FieldValue)> = fields.iter().map(|(n, v)| (*n, v)).collect();
         let mut line = Vec::new();
-        write_entry(&mut line, &META, &merged);
+        write_entry(&mut line, &META, &merged, None);
         assert!(line.ends_with(b"}\n"));
         let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
         assert_eq!(v["severity"], "WARNING");
