@@ -121,6 +121,8 @@ async fn an_end_user_token_called_refuses_is_the_clients_401_not_a_502() {
     )
     .await;
     let caller = spawn_caller(&emu, &called.base, &[]).await;
+    // Ready: the caller's own token is fetched (at start, in the background) and accepted.
+    testkit::ready::wait_ready(&caller.base).await;
     let fetched_before = emu.emulator.identity_requests();
     let res = post(
         &caller.base,
