@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time. [`SystemClock`] in production.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
@@ -64,13 +64,3 @@ impl Clock for TokioClock {
 
 /// A shared clock.
 pub type SharedClock = Arc<dyn Clock>;
-
-/// The default clock, shared.
-pub fn system() -> SharedClock {
-    Arc::new(SystemClock)
-}
-
-/// Time left from `now` until `then`, zero when past.
-pub fn remaining(then: SystemTime, now: SystemTime) -> Duration {
-    then.duration_since(now).unwrap_or(Duration::ZERO)
-}

@@ -232,7 +232,7 @@ where
         if let Some(value) = self.inner.serve_current(Instant::now()) {
             return Ok(value);
         }
-        self.inner.wait_for_value(None).await
+        self.inner.wait_for_value().await
     }
 
     /// The usable value now, if any; fetches nothing and starts no refresh.
@@ -489,8 +489,8 @@ where
 
     /// The slow path: share the in-flight fetch (or start one, or wait out a short backoff),
     /// never longer than `max_wait` in total.
-    async fn wait_for_value(self: &Arc<Self>, budget: Option<Duration>) -> Result<T, E> {
-        let max_wait = budget.unwrap_or(self.opts.max_wait);
+    async fn wait_for_value(self: &Arc<Self>) -> Result<T, E> {
+        let max_wait = self.opts.max_wait;
         let budget_end = Instant::now() + max_wait;
         loop {
             match self.next_step(budget_end) {

@@ -86,11 +86,6 @@ impl ServiceAuth {
         }
     }
 
-    /// No authentication (tests).
-    pub fn off() -> Self {
-        Self::new(&AuthConfig::off(), reqwest::Client::new(), None)
-    }
-
     /// `AUTH_MODE`.
     pub fn mode(&self) -> AuthMode {
         self.mode
