@@ -20,7 +20,7 @@ use std::future::Future;
 
 use axum::Router;
 use axum::routing::{get, post};
-use shared::auth::{ServiceAuth, protect};
+use shared::auth::{EndUsers, ServiceAuth, protect};
 use shared::problem::Problem;
 use shared::readiness::{READINESS_TTL, ReadinessCache};
 use tokio::net::TcpListener;
@@ -76,7 +76,7 @@ pub async fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<App> {
                 store::redact_url(&cfg.database_url)
             )
         })?;
-    let auth = ServiceAuth::new(&cfg.auth, http, Some(&cfg.forwarded));
+    let auth = ServiceAuth::new(&cfg.auth, http, EndUsers::Forwarded(&cfg.forwarded));
     let warm = auth.clone();
     tokio::spawn(async move { warm.warm_up().await });
     let state = AppState {

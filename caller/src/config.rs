@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use invoker_auth::fetch::{CredentialFiles, DEFAULT_METADATA_HOST, SourceKind};
-use shared::auth::AuthConfig;
+use shared::auth::{AuthConfig, IapConfig};
 use shared::config::{
     ConfigError, Reader, ServerConfig, Setting, Source, render_help, require_secure_transport,
 };
@@ -19,6 +19,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Who may call this service (its own endpoint is protected too).
     pub auth: AuthConfig,
+    /// `AUTH_IAP_AUDIENCES`: the person behind Identity-Aware Proxy as the end user.
+    pub iap: IapConfig,
     /// `CALLED_URL`: base URL of the called service.
     pub called_url: Url,
     /// `CALLED_AUDIENCE`: `aud` of the ID tokens fetched for called.
@@ -120,10 +122,12 @@ impl Config {
         let called_audience = r
             .raw(&Self::CALLED_AUDIENCE)
             .unwrap_or_else(|| called_url.origin().ascii_serialization());
+        let auth = AuthConfig::from_source(src)?;
         Ok(Self {
             server: ServerConfig::from_source(src)?,
             telemetry: TelemetryConfig::from_source(src)?,
-            auth: AuthConfig::from_source(src)?,
+            iap: IapConfig::from_source(src, &auth)?,
+            auth,
             called_url,
             called_audience,
             token_source: r.parse::<SourceKind>(&Self::TOKEN_SOURCE)?,
@@ -146,6 +150,7 @@ impl Config {
             "Authentication of this service's own callers",
             AuthConfig::SETTINGS,
         ),
+        ("People behind Identity-Aware Proxy", IapConfig::SETTINGS),
         ("Calling the called service", Self::SETTINGS),
     ];
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crate::token::{CacheOptions, TokenCache, build_source};
 use axum::Router;
 use axum::routing::{get, post};
-use shared::auth::ServiceAuth;
+use shared::auth::{EndUsers, ServiceAuth};
 use shared::problem::Problem;
 use shared::readiness::{READINESS_TTL, ReadinessCache};
 use tokio::net::TcpListener;
@@ -90,7 +90,7 @@ pub fn build(cfg: &Config, http: reqwest::Client) -> anyhow::Result<(Router, Tok
         cfg.call_max_attempts,
     )
     .map_err(|e| anyhow::anyhow!("CALLED_URL is not a valid request URI: {e}"))?;
-    let auth = ServiceAuth::new(&cfg.auth, http.clone(), None);
+    let auth = ServiceAuth::new(&cfg.auth, http.clone(), EndUsers::Iap(&cfg.iap));
     let warm = auth.clone();
     tokio::spawn(async move { warm.warm_up().await });
     let forwarder = Arc::new(forwarder);

@@ -22,7 +22,7 @@ use http::{HeaderMap, HeaderValue, header};
 use invoker_auth::verify::{KeySource, Signature};
 
 use jsonwebtoken::{Algorithm, Validation};
-use shared::auth::{AuthConfig, ServiceAuth};
+use shared::auth::{AuthConfig, EndUsers, ServiceAuth};
 use shared::config::MapSource;
 
 const AUDIENCE: &str = "https://called.example.run.app";
@@ -73,7 +73,7 @@ fn verify(c: &mut Criterion) {
     let claims = run_now(&rt, verifier.verify(&token)).expect("token verifies");
     assert_eq!(claims.email.as_deref(), Some(PRINCIPAL));
 
-    let service = ServiceAuth::new(&cfg, http, None);
+    let service = ServiceAuth::new(&cfg, http, EndUsers::None);
     rt.block_on(service.warm_up());
     let auth = service.authenticator().expect("verify mode").clone();
     let mut headers = HeaderMap::new();

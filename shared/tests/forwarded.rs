@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use emulator::{Emulator, EmulatorConfig};
-use shared::auth::{AuthConfig, ForwardedConfig, ServiceAuth};
+use shared::auth::{AuthConfig, EndUsers, ForwardedConfig, ServiceAuth};
 use shared::config::MapSource;
 use testkit::claims::{hand_made, now, strip, with};
 use testkit::emu::Emu;
@@ -62,7 +62,11 @@ fn source(jwks: &str, pairs: &[(&str, &str)]) -> MapSource {
 fn config(src: &MapSource) -> ServiceAuth {
     let auth = AuthConfig::from_source(src).expect("auth config");
     let forwarded = ForwardedConfig::from_source(src, &auth).expect("forwarded config");
-    ServiceAuth::new(&auth, reqwest::Client::new(), Some(&forwarded))
+    ServiceAuth::new(
+        &auth,
+        reqwest::Client::new(),
+        EndUsers::Forwarded(&forwarded),
+    )
 }
 
 /// Starts the echo service ([`testkit::echo`]) and returns its base URL.

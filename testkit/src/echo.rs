@@ -14,7 +14,12 @@ use shared::config::{MapSource, ServerConfig};
 /// Starts the echo service with the authentication settings `cfg` and returns its base URL
 /// (`http://127.0.0.1:PORT`). It runs until the test's runtime ends.
 pub async fn serve(cfg: AuthConfig) -> String {
-    serve_with(ServiceAuth::new(&cfg, reqwest::Client::new(), None)).await
+    serve_with(ServiceAuth::new(
+        &cfg,
+        reqwest::Client::new(),
+        shared::auth::EndUsers::None,
+    ))
+    .await
 }
 
 /// The same with an authentication built by the test (forwarded end users, say).

@@ -11,6 +11,7 @@ mod kill_under_load;
 mod log_flood;
 mod logs;
 mod overload;
+mod refusals_as_data;
 mod replay;
 mod shutdown;
 mod slowloris;

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::allow_list::AllowList;
-use crate::bearer::{FORWARDED_AUTHORIZATION, SERVERLESS_AUTHORIZATION, bearer_token};
+use crate::bearer::{
+    FORWARDED_AUTHORIZATION, IAP_ASSERTION, SERVERLESS_AUTHORIZATION, bearer_token,
+};
 use crate::error::{AuthError, ErrorKind};
 use crate::identity::Identity;
-use crate::verify::Verifier;
+use crate::verify::{IAP_ISSUER, TokenKind, Verifier, unverified_aud_iss};
 
 /// Which header carries the caller's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,13 +51,27 @@ impl Principal {
     }
 }
 
-/// Why a request was refused, and where the refused token came from.
+/// Longest presented `aud` / `iss` a [`Rejection`] keeps (in bytes, cut on a character
+/// boundary): enough for any real audience, bounded for a hostile one.
+pub const MAX_PRESENTED_CLAIM: usize = 256;
+
+/// Why a request was refused, where the refused token came from and — for the log, never
+/// for the client — what it claimed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}")]
 pub struct Rejection {
     error: AuthError,
     header: &'static str,
     end_user: bool,
+    presented: Option<Box<Presented>>,
+}
+
+/// What a refused token claimed (unverified) and, for a wrong audience, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Presented {
+    aud: String,
+    iss: String,
+    expected_aud: Vec<String>,
 }
 
 impl Rejection {
@@ -65,15 +81,55 @@ impl Rejection {
             error,
             header,
             end_user: false,
+            presented: None,
         }
     }
 
     fn end_user(error: AuthError) -> Self {
         Self {
-            error,
             header: FORWARDED_AUTHORIZATION,
             end_user: true,
+            ..Self::new(error, FORWARDED_AUTHORIZATION)
         }
+    }
+
+    /// Notes what `token` claimed (its `aud` and `iss`, unverified, cut to
+    /// [`MAX_PRESENTED_CLAIM`] bytes) and, when the refusal is a wrong audience, what
+    /// `verifier` expected. Only on the refusal path: a success costs nothing.
+    fn presenting(mut self, token: &str, verifier: &Verifier) -> Self {
+        if let Some((aud, iss)) = unverified_aud_iss(token) {
+            let expected_aud = if self.error == AuthError::Audience {
+                verifier.audiences().to_vec()
+            } else {
+                Vec::new()
+            };
+            self.presented = Some(Box::new(Presented {
+                aud: cut(aud),
+                iss: cut(iss),
+                expected_aud,
+            }));
+        }
+        self
+    }
+
+    /// The `aud` the refused token claimed, when it could be decoded. UNVERIFIED (anyone can
+    /// write anything there): for logs that help fix a wrong audience, escaped; never for
+    /// decisions, never for the client.
+    pub fn presented_audience(&self) -> Option<&str> {
+        self.presented.as_deref().map(|p| p.aud.as_str())
+    }
+
+    /// The `iss` the refused token claimed, when it could be decoded. UNVERIFIED, as
+    /// [`Rejection::presented_audience`].
+    pub fn presented_issuer(&self) -> Option<&str> {
+        self.presented.as_deref().map(|p| p.iss.as_str())
+    }
+
+    /// For [`AuthError::Audience`]: the audiences the verifier accepts (empty otherwise).
+    pub fn expected_audiences(&self) -> &[String] {
+        self.presented
+            .as_deref()
+            .map_or(&[], |p| p.expected_aud.as_slice())
     }
 
     /// Why.
@@ -124,6 +180,18 @@ impl Rejection {
 /// passes the refusal on instead of dropping its own token.
 pub const END_USER_INVALID_TOKEN: &str = "Bearer error=\"invalid_token\", error_description=\"the end user's token in X-Forwarded-Authorization\"";
 
+/// Cuts `s` to at most [`MAX_PRESENTED_CLAIM`] bytes on a character boundary.
+fn cut(mut s: String) -> String {
+    if s.len() > MAX_PRESENTED_CLAIM {
+        let mut end = MAX_PRESENTED_CLAIM;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 type AuthorizeFn = dyn Fn(&Identity) -> bool + Send + Sync;
 
 #[derive(Clone)]
@@ -138,6 +206,7 @@ enum Authorize {
 pub struct ForwardedUsers {
     forwarders: AllowList,
     verifier: Verifier,
+    iap: Option<Verifier>,
 }
 
 impl ForwardedUsers {
@@ -147,6 +216,26 @@ impl ForwardedUsers {
         Self {
             forwarders,
             verifier,
+            iap: None,
+        }
+    }
+
+    /// Also accept forwarded Identity-Aware Proxy assertions (a forwarder behind IAP passes on
+    /// the person's signed header), verified by `iap` (built with [`Verifier::iap`]; its
+    /// audiences are the forwarder's IAP audiences). A forwarded token whose `iss` is
+    /// [`IAP_ISSUER`] goes to `iap`, any other to the ID-token verifier; each then checks
+    /// everything, the issuer included.
+    pub fn with_iap(mut self, iap: Verifier) -> Self {
+        self.iap = Some(iap);
+        self
+    }
+
+    /// The verifier for `token`: IAP's for an IAP assertion (when configured), else the
+    /// ID-token verifier. The choice reads the unverified `iss`; the chosen verifier checks it.
+    fn verifier_for(&self, token: &str) -> &Verifier {
+        match &self.iap {
+            Some(iap) if unverified_aud_iss(token).is_some_and(|(_, iss)| iss == IAP_ISSUER) => iap,
+            _ => &self.verifier,
         }
     }
 
@@ -156,6 +245,58 @@ impl ForwardedUsers {
     }
 
     /// The verifier of end users' tokens.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+}
+
+/// Any of Google's Identity-Aware Proxy service agents
+/// (`service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com`), as an allow-list entry.
+pub const IAP_SERVICE_AGENTS: &str = "*@gcp-sa-iap.iam.gserviceaccount.com";
+
+/// People behind Identity-Aware Proxy: the end user is the person in a verified
+/// `X-Goog-IAP-JWT-Assertion`, and the service's allow-list applies to that person.
+///
+/// IAP on a Cloud Run service passes Cloud Run's IAM check with an ID token of IAP's own
+/// service agent (in `X-Serverless-Authorization`, signature stripped). That token is never
+/// taken for the person. With [`IapUsers::require_proxy_token`] it must be present, pass the
+/// service's verifier and belong to `proxies` (proof the request came through Cloud Run's
+/// check); without it, no other header is read (IAP on a load balancer, where the assertion
+/// is the only proof). The unsigned `X-Goog-Authenticated-User-*` headers are never read.
+#[derive(Debug, Clone)]
+pub struct IapUsers {
+    verifier: Verifier,
+    proxies: Option<AllowList>,
+}
+
+impl IapUsers {
+    /// People whose assertions `verifier` (built with [`Verifier::iap`]) accepts.
+    ///
+    /// # Panics
+    /// When `verifier` is not an IAP verifier (a setup bug: an ID-token verifier would take
+    /// the wrong identity rules).
+    pub fn new(verifier: Verifier) -> Self {
+        assert_eq!(
+            verifier.kind(),
+            TokenKind::IapAssertion,
+            "IapUsers needs a verifier built with Verifier::iap"
+        );
+        Self {
+            verifier,
+            proxies: None,
+        }
+    }
+
+    /// Also require the proxy's own token under the authenticator's header rule, verified by
+    /// the authenticator's verifier, from a principal `proxies` admits (for IAP on Cloud Run:
+    /// `AllowList::parse([IAP_SERVICE_AGENTS])`). A refused proxy token is refused like any
+    /// caller's token (401, or 403 for another principal).
+    pub fn require_proxy_token(mut self, proxies: AllowList) -> Self {
+        self.proxies = Some(proxies);
+        self
+    }
+
+    /// The verifier of assertions.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
@@ -185,6 +326,7 @@ struct Inner {
     header: HeaderRule,
     authorize: Authorize,
     forwarded: Option<ForwardedUsers>,
+    iap: Option<IapUsers>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -198,6 +340,7 @@ impl fmt::Debug for Authenticator {
             .field("header", &self.inner.header)
             .field("authorize", &authorize)
             .field("forwarded", &self.inner.forwarded)
+            .field("iap", &self.inner.iap)
             .finish()
     }
 }
@@ -208,6 +351,7 @@ pub struct AuthenticatorBuilder {
     header: HeaderRule,
     authorize: Authorize,
     forwarded: Option<ForwardedUsers>,
+    iap: Option<IapUsers>,
 }
 
 impl fmt::Debug for AuthenticatorBuilder {
@@ -249,6 +393,13 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// Take the person from Identity-Aware Proxy's signed header (see [`IapUsers`]): the
+    /// allow-list then applies to that person, and [`Principal::identity`] is the person.
+    pub fn iap_users(mut self, iap: IapUsers) -> Self {
+        self.iap = Some(iap);
+        self
+    }
+
     /// The authenticator.
     pub fn build(self) -> Authenticator {
         Authenticator {
@@ -257,6 +408,7 @@ impl AuthenticatorBuilder {
                 header: self.header,
                 authorize: self.authorize,
                 forwarded: self.forwarded,
+                iap: self.iap,
             }),
         }
     }
@@ -270,6 +422,7 @@ impl Authenticator {
             header: HeaderRule::Authorization,
             authorize: Authorize::List(AllowList::new(Vec::new())),
             forwarded: None,
+            iap: None,
         }
     }
 
@@ -286,6 +439,11 @@ impl Authenticator {
     /// The forwarded-user settings, if any.
     pub fn forwarded_users(&self) -> Option<&ForwardedUsers> {
         self.inner.forwarded.as_ref()
+    }
+
+    /// The IAP settings, if any.
+    pub fn iap_users(&self) -> Option<&IapUsers> {
+        self.inner.iap.as_ref()
     }
 
     /// Whether tokens can be verified now (signing keys at hand, or fetched now).
@@ -312,22 +470,75 @@ impl Authenticator {
         } else {
             "authorization"
         };
-        let mut values = headers.get_all(name).iter();
-        let first = values.next();
-        if values.next().is_some() {
-            return (
-                name,
-                Err(AuthError::Malformed("the header appears more than once")),
-            );
-        }
-        (name, Ok(first))
+        (name, single(headers, name))
     }
 
-    /// The raw bearer token [`Authenticator::authenticate`] verifies for these headers, or
-    /// `None` without a well-formed one. For forwarding the caller's proof once
-    /// `authenticate` accepted it. Never log it.
+    /// The raw token that proves who the user is for these headers, or `None` without a
+    /// well-formed one: the bearer token under the header rule, or with [`IapUsers`] the IAP
+    /// assertion. For forwarding the user's proof once `authenticate` accepted it. Never log it.
     pub fn presented_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        if self.inner.iap.is_some() {
+            return single(headers, IAP_ASSERTION).ok()??.to_str().ok();
+        }
         bearer_token(self.token_header(headers).1.ok()?).ok()
+    }
+
+    fn admits(&self, identity: &Identity) -> bool {
+        match &self.inner.authorize {
+            Authorize::List(list) => list.admits(identity),
+            Authorize::With(f) => f(identity),
+        }
+    }
+
+    /// The principal (with IAP: the proxy) whose token the header rule picks, verified and
+    /// admitted by `admits`.
+    async fn caller_identity(
+        &self,
+        headers: &HeaderMap,
+        admits: impl Fn(&Identity) -> bool,
+    ) -> Result<Identity, Rejection> {
+        let (name, value) = self.token_header(headers);
+        let reject = |e| Rejection::new(e, name);
+        let token = bearer_token(value.map_err(reject)?).map_err(reject)?;
+        let verifier = &self.inner.verifier;
+        let refuse = |e| Rejection::new(e, name).presenting(token, verifier);
+        let claims = verifier.verify(token).await.map_err(refuse)?;
+        let identity = verifier.identity(&claims).map_err(refuse)?;
+        if !admits(&identity) {
+            return Err(refuse(AuthError::NotAllowed(identity.email)));
+        }
+        Ok(identity)
+    }
+
+    /// The person behind IAP: the proxy's token when required, then the assertion, then the
+    /// allow-list on the person.
+    async fn iap_person(
+        &self,
+        iap: &IapUsers,
+        headers: &HeaderMap,
+    ) -> Result<Principal, Rejection> {
+        if let Some(proxies) = &iap.proxies {
+            self.caller_identity(headers, |proxy| proxies.admits(proxy))
+                .await?;
+        }
+        let reject = |e| Rejection::new(e, IAP_ASSERTION);
+        let token = single(headers, IAP_ASSERTION)
+            .map_err(reject)?
+            .ok_or(AuthError::Missing)
+            .map_err(reject)?
+            .to_str()
+            .map_err(|_| reject(AuthError::Malformed("the header is not visible ASCII")))?;
+        let verifier = &iap.verifier;
+        let refuse = |e| Rejection::new(e, IAP_ASSERTION).presenting(token, verifier);
+        let claims = verifier.verify(token).await.map_err(refuse)?;
+        let person = verifier.identity(&claims).map_err(refuse)?;
+        if !self.admits(&person) {
+            return Err(refuse(AuthError::NotAllowed(person.email)));
+        }
+        Ok(Principal {
+            identity: person,
+            on_behalf_of: None,
+        })
     }
 
     /// Authenticates a request by its headers: the caller's token (verified, its email well
@@ -337,18 +548,10 @@ impl Authenticator {
     /// # Errors
     /// A [`Rejection`] naming the reason and the header.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Rejection> {
-        let (name, value) = self.token_header(headers);
-        let reject = |e| Rejection::new(e, name);
-        let token = bearer_token(value.map_err(reject)?).map_err(reject)?;
-        let claims = self.inner.verifier.verify(token).await.map_err(reject)?;
-        let identity = Identity::from_claims(&claims).map_err(reject)?;
-        let allowed = match &self.inner.authorize {
-            Authorize::List(list) => list.admits(&identity),
-            Authorize::With(f) => f(&identity),
-        };
-        if !allowed {
-            return Err(reject(AuthError::NotAllowed(identity.email)));
+        if let Some(iap) = &self.inner.iap {
+            return self.iap_person(iap, headers).await;
         }
+        let identity = self.caller_identity(headers, |i| self.admits(i)).await?;
         let on_behalf_of = match &self.inner.forwarded {
             Some(f) if f.forwarders.admits(&identity) => forwarded_identity(f, headers).await?,
             _ => None,
@@ -360,27 +563,32 @@ impl Authenticator {
     }
 }
 
-/// The end user in `X-Forwarded-Authorization`, fully checked.
+/// The one value of `name`, `None` without one; a repeated header is
+/// [`AuthError::Malformed`] (which copy a proxy checked and which one is read must never differ).
+fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h http::HeaderValue>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::Malformed("the header appears more than once"));
+    }
+    Ok(first)
+}
+
+/// The end user in `X-Forwarded-Authorization`, fully checked: an ID token, or (with
+/// [`ForwardedUsers::with_iap`]) an IAP assertion under IAP's rules.
 async fn forwarded_identity(
     f: &ForwardedUsers,
     headers: &HeaderMap,
 ) -> Result<Option<Identity>, Rejection> {
-    let mut values = headers.get_all(FORWARDED_AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let Some(value) = single(headers, FORWARDED_AUTHORIZATION).map_err(Rejection::end_user)? else {
         return Ok(None);
     };
-    if values.next().is_some() {
-        return Err(Rejection::end_user(AuthError::Malformed(
-            "the header appears more than once",
-        )));
-    }
     let token = bearer_token(Some(value)).map_err(Rejection::end_user)?;
-    let claims = f
-        .verifier
-        .verify(token)
-        .await
-        .map_err(Rejection::end_user)?;
-    Identity::from_claims(&claims)
-        .map(Some)
-        .map_err(Rejection::end_user)
+    let verifier = f.verifier_for(token);
+    let refuse = |e| Rejection::end_user(e).presenting(token, verifier);
+    let claims = verifier.verify(token).await.map_err(refuse)?;
+    verifier.identity(&claims).map(Some).map_err(refuse)
 }

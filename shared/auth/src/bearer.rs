@@ -10,6 +10,9 @@ pub const SERVERLESS_AUTHORIZATION: &str = "x-serverless-authorization";
 /// The header a trusted forwarder puts its own client's ID token in.
 pub const FORWARDED_AUTHORIZATION: &str = "x-forwarded-authorization";
 
+/// Identity-Aware Proxy's signed header: the bare JWT (no `Bearer`) stating who the person is.
+pub const IAP_ASSERTION: &str = "x-goog-iap-jwt-assertion";
+
 /// Extracts the token from `Bearer <token>` (scheme case-insensitive, surrounding spaces
 /// trimmed).
 ///

@@ -47,6 +47,32 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The person in a verified Identity-Aware Proxy assertion: a well-formed `email`
+    /// (lower-cased; IAP's assertions carry no `email_verified` — IAP admits only people it
+    /// authenticated) and a well-formed `hd` when present.
+    ///
+    /// # Errors
+    /// [`AuthError::Email`] (missing or malformed `email` or `hd`).
+    pub fn from_iap_claims(claims: &Claims) -> Result<Self, AuthError> {
+        let email = match claims.email.as_deref() {
+            Some(e) if is_well_formed_email(e) => e.to_lowercase(),
+            Some(_) => return Err(AuthError::Email("malformed email claim")),
+            None => return Err(AuthError::Email("assertion has no email claim")),
+        };
+        let hosted_domain = match claims.hd.as_deref() {
+            None => None,
+            Some(hd) if is_well_formed_domain(hd) => Some(hd.to_lowercase()),
+            Some(_) => return Err(AuthError::Email("malformed hd claim")),
+        };
+        Ok(Self {
+            email,
+            subject: claims.sub.clone(),
+            hosted_domain,
+        })
+    }
+}
+
 /// Exactly one `@` between a non-empty local part (at most 64 bytes) and a domain, no
 /// whitespace or control characters, at most 254 bytes in all.
 pub fn is_well_formed_email(email: &str) -> bool {

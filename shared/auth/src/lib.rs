@@ -61,7 +61,7 @@ pub mod axum;
 pub mod fetch;
 
 pub use allow_list::{AllowList, PatternError, PrincipalPattern};
-pub use bearer::{FORWARDED_AUTHORIZATION, SERVERLESS_AUTHORIZATION, bearer_token};
+pub use bearer::{FORWARDED_AUTHORIZATION, IAP_ASSERTION, SERVERLESS_AUTHORIZATION, bearer_token};
 pub use claims::Claims;
 pub use error::{AuthError, ErrorKind};
 pub use identity::Identity;
@@ -69,7 +69,7 @@ pub use identity::Identity;
 #[cfg(feature = "verify")]
 pub use authenticate::{
     Authenticator, AuthenticatorBuilder, END_USER_INVALID_TOKEN, ForwardedUsers, HeaderRule,
-    Principal, Rejection,
+    IAP_SERVICE_AGENTS, IapUsers, Principal, Rejection,
 };
 #[cfg(feature = "axum")]
 pub use axum::{AuthLayer, EndUser};

@@ -25,6 +25,8 @@ pub struct AuthConfig {
     pub allow_any_principal: bool,
     /// `AUTH_JWKS_URL`.
     pub jwks_url: String,
+    /// `AUTH_IAP_JWKS_URL`: IAP's signing keys, used only where IAP assertions are accepted.
+    pub iap_jwks_url: String,
     /// `AUTH_ISSUERS`.
     pub issuers: Vec<String>,
     /// `AUTH_CLOCK_SKEW_SECS`.
@@ -43,6 +45,8 @@ pub struct AuthConfig {
 
 /// Google's key set for ID tokens.
 pub const GOOGLE_JWKS_URL: &str = invoker_auth::verify::GOOGLE_JWKS_URL;
+/// Identity-Aware Proxy's key set for its signed headers.
+pub const IAP_JWKS_URL: &str = invoker_auth::verify::IAP_JWKS_URL;
 /// Issuers Google puts in ID tokens (`AUTH_ISSUERS`'s default).
 pub const GOOGLE_ISSUERS: &str = "https://accounts.google.com,accounts.google.com";
 
@@ -74,6 +78,12 @@ impl AuthConfig {
     /// `AUTH_JWKS_URL`.
     pub const AUTH_JWKS_URL: Setting =
         Setting::new("AUTH_JWKS_URL", GOOGLE_JWKS_URL, "signing keys for verify");
+    /// `AUTH_IAP_JWKS_URL`.
+    pub const AUTH_IAP_JWKS_URL: Setting = Setting::new(
+        "AUTH_IAP_JWKS_URL",
+        IAP_JWKS_URL,
+        "Identity-Aware Proxy's signing keys (ES256), same cache rules as AUTH_JWKS_URL; used only where IAP assertions are accepted (caller: AUTH_IAP_AUDIENCES; called: forwarded IAP assertions)",
+    );
     /// `AUTH_ISSUERS`.
     pub const AUTH_ISSUERS: Setting =
         Setting::new("AUTH_ISSUERS", GOOGLE_ISSUERS, "accepted iss values");
@@ -117,6 +127,7 @@ impl AuthConfig {
         Self::AUTH_ALLOWED_PRINCIPALS,
         Self::AUTH_ALLOW_ANY_PRINCIPAL,
         Self::AUTH_JWKS_URL,
+        Self::AUTH_IAP_JWKS_URL,
         Self::AUTH_ISSUERS,
         Self::AUTH_CLOCK_SKEW_SECS,
         Self::AUTH_MAX_TOKEN_LIFETIME_SECS,
@@ -134,19 +145,8 @@ impl AuthConfig {
         let audiences = r.list(&Self::AUTH_AUDIENCES);
         let listed = principal_list(&r, &Self::AUTH_ALLOWED_PRINCIPALS)?;
         let allow_insecure_http = r.bool(&Self::ALLOW_INSECURE_HTTP)?;
-        let jwks_url: String = r.parse(&Self::AUTH_JWKS_URL)?;
-        match url::Url::parse(&jwks_url) {
-            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
-                require_secure_transport("AUTH_JWKS_URL", &u, allow_insecure_http)?;
-            }
-            _ => {
-                return Err(ConfigError::invalid(
-                    "AUTH_JWKS_URL",
-                    jwks_url,
-                    "must be an http(s) URL",
-                ));
-            }
-        }
+        let jwks_url = key_set_url(&r, &Self::AUTH_JWKS_URL, allow_insecure_http)?;
+        let iap_jwks_url = key_set_url(&r, &Self::AUTH_IAP_JWKS_URL, allow_insecure_http)?;
         let mut issuers = r.list(&Self::AUTH_ISSUERS);
         if issuers.is_empty() {
             issuers = GOOGLE_ISSUERS.split(',').map(str::to_owned).collect();
@@ -191,6 +191,7 @@ impl AuthConfig {
             allowed,
             allow_any_principal,
             jwks_url,
+            iap_jwks_url,
             issuers,
             clock_skew_secs,
             max_token_lifetime_secs,
@@ -208,6 +209,7 @@ impl AuthConfig {
             allowed: AllowList::new(Vec::new()),
             allow_any_principal: false,
             jwks_url: GOOGLE_JWKS_URL.to_owned(),
+            iap_jwks_url: IAP_JWKS_URL.to_owned(),
             issuers: GOOGLE_ISSUERS.split(',').map(str::to_owned).collect(),
             clock_skew_secs: 60,
             max_token_lifetime_secs: 3600,
@@ -228,6 +230,33 @@ impl AuthConfig {
             .build()
     }
 
+    /// IAP's key-set cache (`AUTH_IAP_JWKS_URL`, `AUTH_JWKS_MAX_STALE_SECS`), fetched with
+    /// `http`. Nothing is fetched until the first IAP assertion.
+    pub fn iap_key_set(&self, http: reqwest::Client) -> JwksCache {
+        JwksCache::builder(self.iap_jwks_url.clone())
+            .http_client(http)
+            .max_stale(self.jwks_max_stale)
+            .build()
+    }
+
+    /// The library's IAP verifier for assertions minted for `audiences`, on `keys`: IAP's
+    /// documented rules (issuer `https://cloud.google.com/iap`, ES256, 30 s skew, 10-minute
+    /// life), with this service's memo bound.
+    pub fn iap_verifier(&self, audiences: &[String], keys: Arc<dyn KeySource>) -> Verifier {
+        Verifier::iap(audiences.iter().cloned())
+            .shared_keys(keys)
+            .memo(self.memo_limits())
+            .build()
+    }
+
+    fn memo_limits(&self) -> MemoLimits {
+        MemoLimits {
+            // An entry weighs at least 256 bytes: the byte budget bounds the count too.
+            max_entries: usize::try_from(self.token_memo_bytes / 256).unwrap_or(usize::MAX),
+            max_bytes: self.token_memo_bytes,
+        }
+    }
+
     /// The library verifier these settings describe (`AUTH_ISSUERS`, `AUTH_CLOCK_SKEW_SECS`,
     /// `AUTH_MAX_TOKEN_LIFETIME_SECS`) for tokens minted for `audiences`, on `keys`.
     pub fn verifier(
@@ -242,12 +271,29 @@ impl AuthConfig {
             .max_lifetime(Duration::from_secs(self.max_token_lifetime_secs))
             .shared_keys(keys)
             .signature(signature)
-            .memo(MemoLimits {
-                // An entry weighs at least 256 bytes: the byte budget bounds the count too.
-                max_entries: usize::try_from(self.token_memo_bytes / 256).unwrap_or(usize::MAX),
-                max_bytes: self.token_memo_bytes,
-            })
+            .memo(self.memo_limits())
             .build()
+    }
+}
+
+/// A key-set URL setting: http(s) with a host, and https unless loopback or
+/// `ALLOW_INSECURE_HTTP=true`.
+fn key_set_url(
+    r: &Reader<'_>,
+    setting: &Setting,
+    allow_insecure_http: bool,
+) -> Result<String, ConfigError> {
+    let url: String = r.parse(setting)?;
+    match url::Url::parse(&url) {
+        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
+            require_secure_transport(setting.name, &u, allow_insecure_http)?;
+            Ok(url)
+        }
+        _ => Err(ConfigError::invalid(
+            setting.name,
+            url,
+            "must be an http(s) URL",
+        )),
     }
 }
 

@@ -6,19 +6,24 @@
 //! - [`mode`]: `AUTH_MODE` and what it means for the signature rule and the header rule.
 //! - [`config`]: the `AUTH_*` settings, declared once.
 //! - [`forwarded`]: `called`'s trusted forwarders and the end user in `X-Forwarded-Authorization`.
+//! - [`iap`]: `caller`'s people behind Identity-Aware Proxy (`AUTH_IAP_AUDIENCES`).
+//! - [`refusal`]: a refusal's one structured log entry (the `auth` object).
 //! - [`service`]: [`ServiceAuth`] — the settings turned into the library's `Authenticator`,
 //!   [`protect`] for a route, the rejection hook (problem + log), and the [`Caller`] extractor.
 
 pub mod config;
 pub mod forwarded;
+pub mod iap;
 pub mod mode;
+pub mod refusal;
 pub mod service;
 
 pub use config::{AuthConfig, GOOGLE_ISSUERS, GOOGLE_JWKS_URL};
 pub use forwarded::{ForwardedConfig, ForwardedMode};
+pub use iap::IapConfig;
 pub use invoker_auth::{AllowList, Identity, PrincipalPattern, SERVERLESS_AUTHORIZATION};
 pub use mode::AuthMode;
-pub use service::{AuthDisabled, Caller, ServiceAuth, problem, protect};
+pub use service::{AuthDisabled, Caller, EndUsers, ServiceAuth, problem, protect};
 
 #[cfg(test)]
 mod tests {

@@ -11,12 +11,29 @@ use http::{HeaderMap, StatusCode, header};
 use std::sync::Arc;
 
 use invoker_auth::verify::{JwksCache, KeySource};
-use invoker_auth::{AuthError, AuthLayer, Authenticator, ForwardedUsers, Identity, Rejection};
+use invoker_auth::{
+    AllowList, AuthError, AuthLayer, Authenticator, ForwardedUsers, IAP_SERVICE_AGENTS, IapUsers,
+    Identity, Rejection,
+};
 
 use super::config::AuthConfig;
 use super::forwarded::ForwardedConfig;
+use super::iap::IapConfig;
 use super::mode::AuthMode;
 use crate::problem::Problem;
+
+/// Where a service's end users come from, besides its callers' own tokens.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum EndUsers<'a> {
+    /// Nowhere: the caller is the user.
+    #[default]
+    None,
+    /// `called`: end users forwarded by trusted principals in `X-Forwarded-Authorization`
+    /// (ID tokens, or IAP assertions forwarded by a caller behind IAP).
+    Forwarded(&'a ForwardedConfig),
+    /// `caller`: with `AUTH_IAP_AUDIENCES` set, the person behind Identity-Aware Proxy.
+    Iap(&'a IapConfig),
+}
 
 /// The authentication of one service: the library's [`Authenticator`] built from the
 /// settings, or none with `AUTH_MODE=off`. Cheap to clone.
@@ -29,13 +46,9 @@ pub struct ServiceAuth {
 
 impl ServiceAuth {
     /// Builds the policy from the settings; `http` is the process's outbound client (used for
-    /// the key set). With `forwarded` (`called`), end users forwarded by trusted principals are
-    /// verified too. Logs the loud warnings the settings call for.
-    pub fn new(
-        cfg: &AuthConfig,
-        http: reqwest::Client,
-        forwarded: Option<&ForwardedConfig>,
-    ) -> Self {
+    /// the key sets). `end_users` says where end users come from besides the callers' tokens.
+    /// Logs the loud warnings the settings call for.
+    pub fn new(cfg: &AuthConfig, http: reqwest::Client, end_users: EndUsers<'_>) -> Self {
         if cfg.mode == AuthMode::Off {
             tracing::warn!("AUTH_MODE=off: this service accepts requests from anyone");
             return Self {
@@ -54,30 +67,50 @@ impl ServiceAuth {
                 "AUTH_MODE=platform with AUTH_PLATFORM_TRUSTED=true and K_SERVICE unset: tokens with a stripped signature are accepted on their claims alone, so anyone who can reach this port directly can claim any identity"
             );
         }
-        let jwks = cfg.key_set(http);
+        let jwks = cfg.key_set(http.clone());
         let keys: Arc<dyn KeySource> = Arc::new(jwks.clone());
+        let iap_keys = || -> Arc<dyn KeySource> { Arc::new(cfg.iap_key_set(http.clone())) };
         let verifier =
             |audiences: &[String], signature| cfg.verifier(audiences, signature, keys.clone());
         let mut builder = Authenticator::builder(verifier(&cfg.audiences, cfg.mode.signature()))
             .header_rule(cfg.mode.header_rule())
             .allow(cfg.allowed.clone());
-        match forwarded {
-            Some(f) if !f.forwarders.is_empty() => {
+        match end_users {
+            EndUsers::Forwarded(f) if !f.forwarders.is_empty() => {
                 tracing::info!(
                     forwarders = %f.forwarders,
                     audiences = %f.audiences.join(","),
                     mode = ?f.mode,
-                    "X-Forwarded-Authorization is verified from these principals only"
+                    "X-Forwarded-Authorization is verified from these principals only (ID tokens, and IAP assertions whose aud is listed)"
                 );
-                builder = builder.forwarded_users(ForwardedUsers::new(
-                    f.forwarders.clone(),
-                    verifier(&f.audiences, f.mode.signature()),
-                ));
+                builder = builder.forwarded_users(
+                    ForwardedUsers::new(
+                        f.forwarders.clone(),
+                        verifier(&f.audiences, f.mode.signature()),
+                    )
+                    .with_iap(cfg.iap_verifier(&f.audiences, iap_keys())),
+                );
             }
-            Some(_) => tracing::info!(
+            EndUsers::Forwarded(_) => tracing::info!(
                 "no trusted forwarders (AUTH_FORWARDERS is empty): X-Forwarded-Authorization is ignored"
             ),
-            None => {}
+            EndUsers::Iap(iap) if iap.enabled() => {
+                let mut users = IapUsers::new(cfg.iap_verifier(&iap.audiences, iap_keys()));
+                if cfg.mode == AuthMode::Platform {
+                    // Behind Cloud Run's IAM check IAP's own service agent presents a token:
+                    // proof the request passed the check; never the person.
+                    users = users.require_proxy_token(
+                        AllowList::parse([IAP_SERVICE_AGENTS]).expect("a valid pattern"),
+                    );
+                }
+                tracing::info!(
+                    audiences = %iap.audiences.join(","),
+                    proxy_token = cfg.mode == AuthMode::Platform,
+                    "the end user is the person in X-Goog-IAP-JWT-Assertion (AUTH_ALLOWED_PRINCIPALS applies to that person)"
+                );
+                builder = builder.iap_users(users);
+            }
+            EndUsers::Iap(_) | EndUsers::None => {}
         }
         Self {
             mode: cfg.mode,
@@ -150,19 +183,18 @@ async fn off(mut req: Request, next: Next) -> Response {
 /// The response to a refused request — a problem with today's 401/403/503 and
 /// `WWW-Authenticate` rules — and its log entry.
 pub fn problem(rejection: Rejection) -> Response {
-    // The reason may quote a claim (a forbidden principal's verified email): escaped.
-    let reason = crate::telemetry::escape_control(&rejection.to_string()).into_owned();
-    tracing::info!(
-        %reason,
-        code = rejection.code(),
-        header = rejection.header(),
-        "request rejected by authentication"
-    );
+    super::refusal::log(&rejection);
     let www = rejection.www_authenticate();
     let p = match (rejection.error(), rejection.is_end_user()) {
         (AuthError::KeysUnavailable(_), _) => {
             return Problem::unavailable("token signing keys are not available yet; try again", 2)
                 .into_response();
+        }
+        (AuthError::Missing, false) if rejection.header() == invoker_auth::IAP_ASSERTION => {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "an Identity-Aware Proxy assertion (X-Goog-IAP-JWT-Assertion) is required",
+            )
         }
         (AuthError::Missing, false) => Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -175,6 +207,10 @@ pub fn problem(rejection: Rejection) -> Response {
         (e, true) => Problem::new(
             StatusCode::UNAUTHORIZED,
             format!("invalid forwarded end-user token (X-Forwarded-Authorization): {e}"),
+        ),
+        (e, false) if rejection.header() == invoker_auth::IAP_ASSERTION => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            format!("invalid Identity-Aware Proxy assertion (X-Goog-IAP-JWT-Assertion): {e}"),
         ),
         (e, false) => Problem::new(
             StatusCode::UNAUTHORIZED,

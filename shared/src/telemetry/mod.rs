@@ -624,8 +624,35 @@ fn write_entry(
         }
         out.push(b'}');
     }
-    for (name, value) in fields {
+    for (i, (name, value)) in fields.iter().enumerate() {
         if matches!(*name, "message" | "trace_id" | "span_id") || name.starts_with("http.") {
+            continue;
+        }
+        // `group.key` fields become one object `group` (e.g. a refusal's `auth`), written
+        // where the group's first field stands.
+        if let Some((group, _)) = name.split_once('.') {
+            let in_group = |n: &str| n.split_once('.').is_some_and(|(g, _)| g == group);
+            if fields[..i].iter().any(|(n, _)| in_group(n)) {
+                continue;
+            }
+            out.push(b',');
+            write_json_str(out, group);
+            out.extend_from_slice(b":{");
+            let mut first = true;
+            for (n, v) in &fields[i..] {
+                if let Some((g, key)) = n.split_once('.')
+                    && g == group
+                {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    write_json_str(out, key);
+                    out.push(b':');
+                    v.write_json(out, cap);
+                }
+            }
+            out.push(b'}');
             continue;
         }
         out.push(b',');
@@ -799,6 +826,10 @@ mod tests {
             ("ratio", FieldValue::F64(0.5)),
             ("ok", FieldValue::Bool(true)),
             ("delta", FieldValue::I64(-3)),
+            ("auth.status", FieldValue::U64(401)),
+            ("auth.reason", s("audience")),
+            ("after", s("x")),
+            ("auth.header", s("authorization")),
         ];
         let merged: Vec<(&str, &FieldValue)> = fields.iter().map(|(n, v)| (*n, v)).collect();
         let mut line = Vec::new();
@@ -816,6 +847,13 @@ mod tests {
         assert_eq!(v["httpRequest"]["requestMethod"], "POST");
         assert_eq!(v["httpRequest"]["latency"], "1.500000s");
         assert_eq!(v["request_id"], "r1");
+        assert_eq!(
+            v["auth"],
+            serde_json::json!({"status": 401, "reason": "audience", "header": "authorization"}),
+            "dotted fields become one object"
+        );
+        assert!(v.get("auth.status").is_none());
+        assert_eq!(v["after"], "x");
         assert!(v["logging.googleapis.com/trace"].is_string());
         assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')));
     }

@@ -140,6 +140,7 @@ impl TokenCache {
                         "fetched ID token"
                     ),
                     Err(error) => tracing::warn!(
+                        event = "token_fetch_failed",
                         source = source.kind(),
                         detail = ?source,
                         %error,

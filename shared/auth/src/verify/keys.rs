@@ -31,6 +31,8 @@ use crate::refresh::{Backoff, Fresh, Interrupted, RefreshOptions, Refresher};
 
 /// Google's key set for ID tokens.
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+/// Identity-Aware Proxy's key set for its signed headers (ES256, JWKS form).
+pub const IAP_JWKS_URL: &str = "https://www.gstatic.com/iap/verify/public_key-jwk";
 /// Bound on one fetch of the key set (connect, headers and body).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Freshness when the response has no usable `Cache-Control: max-age`.
@@ -335,7 +337,12 @@ impl JwksCacheBuilder {
                         })
                     }
                     Err(error) => {
-                        tracing::warn!(url = %url, %error, "cannot fetch signing keys");
+                        tracing::warn!(
+                            event = "key_set_fetch_failed",
+                            url = %url,
+                            %error,
+                            "cannot fetch signing keys"
+                        );
                         Err(FetchError)
                     }
                 }
@@ -374,6 +381,11 @@ impl JwksCache {
     /// Google's ID-token key set ([`GOOGLE_JWKS_URL`]) with default settings.
     pub fn google() -> Self {
         Self::builder(GOOGLE_JWKS_URL).build()
+    }
+
+    /// Identity-Aware Proxy's key set ([`IAP_JWKS_URL`]) with default settings.
+    pub fn iap() -> Self {
+        Self::builder(IAP_JWKS_URL).build()
     }
 
     /// The JWKS URL.

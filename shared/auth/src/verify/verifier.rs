@@ -16,12 +16,49 @@ use super::memo::{Memo, MemoLimits};
 use crate::claims::Claims;
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::AuthError;
+use crate::identity::Identity;
 
 /// The signature part Cloud Run puts in place of the real one after checking a token.
 pub const STRIPPED_SIGNATURE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
 
 /// Issuers Google puts in ID tokens.
 pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+
+/// The `iss` of Identity-Aware Proxy's signed headers (`X-Goog-IAP-JWT-Assertion`).
+pub const IAP_ISSUER: &str = "https://cloud.google.com/iap";
+
+/// The clock skew IAP documents for its signed headers: 30 seconds on `exp` and `iat`.
+pub const IAP_LEEWAY: Duration = Duration::from_secs(30);
+
+/// The longest life of an IAP signed header: IAP documents 10 minutes (plus twice the skew,
+/// which the leeway adds).
+pub const IAP_MAX_LIFETIME: Duration = Duration::from_secs(600);
+
+/// What kind of token a [`Verifier`] accepts: it fixes the algorithms, the issuer's defaults
+/// and the rules that turn verified claims into an [`Identity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// A Google-signed OIDC ID token: RS256 (or ES256 where the key set says so), the email
+    /// must be verified (`email_verified: true`).
+    #[default]
+    GoogleIdToken,
+    /// Identity-Aware Proxy's signed header (`X-Goog-IAP-JWT-Assertion`): ES256 only, issuer
+    /// [`IAP_ISSUER`], always a real signature (Cloud Run never strips it), and the person's
+    /// `email` as IAP asserts it (IAP's assertions carry no `email_verified`: IAP only lets
+    /// through people it authenticated).
+    IapAssertion,
+}
+
+impl TokenKind {
+    /// The algorithms accepted for this kind (the key's own algorithm must match too).
+    pub fn algorithms(self) -> &'static [Algorithm] {
+        match self {
+            Self::GoogleIdToken => &[Algorithm::RS256, Algorithm::ES256],
+            Self::IapAssertion => &[Algorithm::ES256],
+        }
+    }
+}
 
 /// Longer tokens are refused before any parsing (Google ID tokens are about 1 KiB).
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -62,6 +99,7 @@ struct Inner {
     leeway: u64,
     max_lifetime: u64,
     signature: Signature,
+    kind: TokenKind,
     clock: SharedClock,
     /// Tokens already verified, by the digest of their text: a caller presents the same token
     /// for up to an hour, and the signature check is most of a request's cost.
@@ -76,6 +114,7 @@ impl fmt::Debug for Verifier {
             .field("issuers", &self.inner.issuers)
             .field("leeway", &self.inner.leeway)
             .field("signature", &self.inner.signature)
+            .field("kind", &self.inner.kind)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +128,7 @@ pub struct VerifierBuilder {
     max_lifetime: Duration,
     keys: Option<Arc<dyn KeySource>>,
     signature: Signature,
+    kind: TokenKind,
     clock: Option<SharedClock>,
     memo: MemoLimits,
 }
@@ -136,7 +176,8 @@ impl VerifierBuilder {
     }
 
     /// The signature rule (default [`Signature::Required`]). Read the warning on
-    /// [`Signature::StrippedByCloudRun`] before changing it.
+    /// [`Signature::StrippedByCloudRun`] before changing it. Ignored for
+    /// [`TokenKind::IapAssertion`], whose signature is always required.
     pub fn signature(mut self, signature: Signature) -> Self {
         self.signature = signature;
         self
@@ -150,14 +191,22 @@ impl VerifierBuilder {
 
     /// The verifier. Nothing is fetched until the first token.
     pub fn build(self) -> Verifier {
+        let kind = self.kind;
         Verifier {
             inner: Arc::new(Inner {
-                keys: self.keys.unwrap_or_else(|| Arc::new(JwksCache::google())),
+                keys: self.keys.unwrap_or_else(|| match kind {
+                    TokenKind::GoogleIdToken => Arc::new(JwksCache::google()),
+                    TokenKind::IapAssertion => Arc::new(JwksCache::iap()),
+                }),
                 audiences: self.audiences,
                 issuers: self.issuers,
                 leeway: self.leeway.as_secs(),
                 max_lifetime: self.max_lifetime.as_secs(),
-                signature: self.signature,
+                signature: match kind {
+                    TokenKind::GoogleIdToken => self.signature,
+                    TokenKind::IapAssertion => Signature::Required,
+                },
+                kind,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 memo: Memo::new(self.memo),
             }),
@@ -187,8 +236,63 @@ impl Verifier {
             max_lifetime: Duration::from_secs(3600),
             keys: None,
             signature: Signature::Required,
+            kind: TokenKind::GoogleIdToken,
             clock: None,
             memo: MemoLimits::default(),
+        }
+    }
+
+    /// A builder for Identity-Aware Proxy's signed headers minted for any of `audiences` —
+    /// for IAP on a Cloud Run service `/projects/PROJECT_NUMBER/locations/REGION/services/SERVICE`,
+    /// behind a load balancer `/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID`.
+    ///
+    /// Defaults follow IAP's documentation: issuer [`IAP_ISSUER`], ES256 only, keys from
+    /// [`JwksCache::iap`], leeway [`IAP_LEEWAY`], maximum lifetime [`IAP_MAX_LIFETIME`]; the
+    /// signature is always verified. Claims become an [`Identity`] through
+    /// [`Identity::from_iap_claims`].
+    ///
+    /// ```no_run
+    /// # async fn f(assertion: &str) -> Result<(), invoker_auth::AuthError> {
+    /// use invoker_auth::verify::Verifier;
+    /// let iap = Verifier::iap(["/projects/123456789012/locations/europe-west1/services/caller"]).build();
+    /// let claims = iap.verify(assertion).await?;
+    /// let person = iap.identity(&claims)?;
+    /// println!("{} came through IAP", person.email);
+    /// # Ok(()) }
+    /// ```
+    pub fn iap<I, S>(audiences: I) -> VerifierBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        VerifierBuilder {
+            issuers: vec![IAP_ISSUER.to_owned()],
+            leeway: IAP_LEEWAY,
+            max_lifetime: IAP_MAX_LIFETIME,
+            kind: TokenKind::IapAssertion,
+            ..Self::builder(audiences)
+        }
+    }
+
+    /// The kind of token this verifier accepts.
+    pub fn kind(&self) -> TokenKind {
+        self.inner.kind
+    }
+
+    /// The accepted issuers.
+    pub fn issuers(&self) -> &[String] {
+        &self.inner.issuers
+    }
+
+    /// The identity in claims this verifier accepted, by the rules of its [`TokenKind`]:
+    /// [`Identity::from_claims`] for ID tokens, [`Identity::from_iap_claims`] for IAP.
+    ///
+    /// # Errors
+    /// [`AuthError::Email`] or [`AuthError::EmailUnverified`].
+    pub fn identity(&self, claims: &Claims) -> Result<Identity, AuthError> {
+        match self.inner.kind {
+            TokenKind::GoogleIdToken => Identity::from_claims(claims),
+            TokenKind::IapAssertion => Identity::from_iap_claims(claims),
         }
     }
 
@@ -261,6 +365,9 @@ impl Verifier {
             "ES256" => Algorithm::ES256,
             _ => return Err(AuthError::Algorithm("token algorithm is not allowed")),
         };
+        if !inner.kind.algorithms().contains(&alg) {
+            return Err(AuthError::Algorithm("token algorithm is not allowed"));
+        }
 
         if signature == STRIPPED_SIGNATURE {
             if inner.signature == Signature::Required {
@@ -328,6 +435,24 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// The `aud` and `iss` a token claims, decoded WITHOUT any verification — for choosing a
+/// verifier by issuer and for telling a refused caller what its token said. `None` when the
+/// token is not a JWT with a JSON payload carrying both as strings. Never trust the result.
+pub fn unverified_aud_iss(token: &str) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct AudIss {
+        aud: String,
+        iss: String,
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let c: AudIss = serde_json::from_slice(&bytes).ok()?;
+    Some((c.aud, c.iss))
 }
 
 /// Decodes a token's payload.
