@@ -146,6 +146,15 @@ def iam_resources(cfg: Config, target: str) -> list[Block]:
     return out
 
 
+def is_iap_agent_grant(cfg: Config, r: Block) -> bool:
+    """run.invoker for IAP's service agent, created only when var.iap_enabled."""
+    count = norm_parens(text(r.body.get("count", "")))
+    # the local inlined into the string: "serviceAccount:${("service-${N}@...")}" -> plain text
+    member = resolved(cfg, r.body.get("member", "")).replace('${("', "").replace('")}', "")
+    return (count == "var.iap_enabled?1:0" and literal(r.body.get("role")) == "roles/run.invoker"
+            and re.search(r"^\"serviceAccount:service-\$\{[^}]+\}@gcp-sa-iap\.iam\.gserviceaccount\.com\"$", member) is not None)
+
+
 # ---- structural checks -----------------------------------------------------------------
 
 @check("no-public-members",
@@ -190,6 +199,8 @@ def caller_private(cfg: Config) -> list[str]:
         errs.append("no run.invoker grant on the caller for var.caller_invokers")
     for r in grants:
         fe, member = text(r.body.get("for_each", "")), text(r.body.get("member", ""))
+        if is_iap_agent_grant(cfg, r):
+            continue  # IAP's service agent, only with var.iap_enabled (check_monitoring.py: iap-*)
         if "var.caller_invokers" not in fe or member != "each.value":
             errs.append(f"{r.address}: ungated caller grant must be for_each = var.caller_invokers, member = each.value "
                         f"(has for_each={fe!r}, member={member!r})")
@@ -434,6 +445,10 @@ def audiences(cfg: Config) -> list[str]:
     return errs
 
 
+def caller_env_raw(svc: Block, name: str):
+    return envs(svc).get(name, {}).get("value")
+
+
 def references(v) -> set[tuple[str, str]]:
     """(type, name) of every resource/data block a body refers to, depends_on included."""
     out = set()
@@ -506,8 +521,16 @@ def forwarded(cfg: Config) -> list[str]:
     if env_text(cfg, called, "AUTH_FORWARDERS") != "google_service_account.caller.email":
         errs.append(f"called AUTH_FORWARDERS is {env_text(cfg, called, 'AUTH_FORWARDERS')!r}, want google_service_account.caller.email")
     fa, ca = env_text(cfg, called, "AUTH_FORWARDED_AUDIENCES"), env_text(cfg, caller, "AUTH_AUDIENCES")
-    if not fa or fa != ca:
-        errs.append(f"called AUTH_FORWARDED_AUDIENCES {fa!r} != caller AUTH_AUDIENCES {ca!r}")
+    # With IAP on the caller, called also accepts IAP's audience of the caller: exactly the
+    # list the caller's AUTH_IAP_AUDIENCES is made of (empty unless var.iap_enabled).
+    iap_env = envs(caller).get("AUTH_IAP_AUDIENCES", {}).get("value")
+    m = re.fullmatch(r"join\(\",\",(.+)\)", text(iap_env)) if iap_env is not None else None
+    with_iap = None
+    if m:
+        with_iap = resolved(cfg, "${join(\",\", concat([" + text(caller_env_raw(caller, "AUTH_AUDIENCES")) + "], " + m.group(1) + "))}")
+    if not fa or (fa != ca and fa != with_iap):
+        errs.append(f"called AUTH_FORWARDED_AUDIENCES {fa!r} != caller AUTH_AUDIENCES {ca!r}"
+                    + (f" (plus the caller's AUTH_IAP_AUDIENCES list: {with_iap!r})" if with_iap else ""))
     raw = envs(called).get("AUTH_FORWARDED_MODE", {}).get("value")
     raw_caller = envs(caller).get("AUTH_MODE", {}).get("value")
     if raw is not None and (text(raw) != text(raw_caller) or not text(raw).startswith("local.")):
