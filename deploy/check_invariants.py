@@ -639,7 +639,8 @@ PROBE = ("jsonencode({called_auth_mode = local.called_auth_mode, called_iam_disa
          " caller_allowed = local.caller_allowed_principals,"
          " called_audience = local.called_audience, caller_audience = local.caller_audience,"
          " caller_audiences = local.caller_audiences, caller_image = local.caller_image_tagged,"
-         " called_image = local.called_image_tagged})")
+         " called_image = local.called_image_tagged, caller_iap_audiences = local.caller_iap_audiences,"
+         " called_forwarded = local.called_forwarded_audiences})")
 DB_PROBE = ("jsonencode([local.db_max_connections, local.db_reserved_connections, local.db_connections_per_instance])")
 # Cloud SQL for PostgreSQL's documented default max_connections per tier (memory), and each
 # tier's largest max_instances that must still be accepted (at least the default, 3).
@@ -700,6 +701,9 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
         "default": {},
         "called_iam_off": {"called_invoker_iam_disabled": "true"},
         "caller_public": {"allow_unauthenticated_caller": "true"},
+        "iap": {"iap_enabled": "true",
+                "iap_members": '["user:bob@example.com","domain:example.net","group:team@example.com","user:alice@example.com"]',
+                "iap_allowed_principals": '["carol@example.com"]'},
     }
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = dict(zip(cases, pool.map(lambda c: con.values({**BASE_VARS, **c}), cases.values())))
@@ -747,6 +751,23 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
         for k, w in want.items():
             if vals.get(k) != w:
                 errs.append(f"local {k} = {vals.get(k)!r}, want {w!r}")
+    iap = got["iap"][0]
+    if vals is not None and iap is not None:
+        caller_aud = f"https://invoker-caller-{PROJECT_NUMBER}.europe-west1.run.app,{GCLOUD_CLIENT_ID}"
+        iap_aud = f"/projects/{PROJECT_NUMBER}/locations/europe-west1/services/invoker-caller"
+        for k, have, w in (
+            ("default caller_iap_audiences", vals.get("caller_iap_audiences"), []),
+            ("default called_forwarded", vals.get("called_forwarded"), caller_aud),
+            ("iap caller_iap_audiences", iap.get("caller_iap_audiences"), [iap_aud]),
+            ("iap called_forwarded", iap.get("called_forwarded"), f"{caller_aud},{iap_aud}"),
+            ("iap caller_allowed", iap.get("caller_allowed"),
+             "alice@example.com,ci@my-project-123.iam.gserviceaccount.com,*@example.org,bob@example.com,*@example.net,carol@example.com"),
+            ("iap caller_auth_mode", iap.get("caller_auth_mode"), "platform"),
+        ):
+            if have != w:
+                errs.append(f"local {k} = {have!r}, want {w!r}")
+    elif iap is None:
+        errs.append(f"iap: locals could not be evaluated: {got['iap'][1]}")
     results.append(("locals-principals-audiences",
                     "evaluated: invokers -> AUTH_ALLOWED_PRINCIPALS emails/*@domain, deterministic run.app audiences, image paths",
                     errs))
@@ -771,6 +792,12 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
         ("max_instances", "6"),  # db-f1-micro: 25 connections
         ("images_to_keep", "1"),
         ("private_subnet_cidr", "10.8.0.0/28"),
+        ("iap_members", '["allUsers"]'),
+        ("iap_members", '["bob@example.com"]'),
+        ("iap_allowed_principals", '["a,b@example.com"]'),
+        ("alert_notification_channels", '["my-channel"]'),
+        ("refusal_burst_threshold", "0"),
+        ("refusal_burst_window_seconds", "90"),
     ]
 
     def rejected(item):
@@ -781,6 +808,12 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(rejected, bad))
     errs = [f"{n} = {v} was accepted" for n, v, ok in outcomes if not ok]
+    # cross-variable rules: IAP on without members; a group without its people spelled out
+    for name, extra in (("iap_members", {"iap_enabled": "true"}),
+                        ("iap_allowed_principals", {"iap_enabled": "true", "iap_members": '["group:g@example.com"]'})):
+        _, err = con.run("var.region", {**BASE_VARS, **extra})
+        if not ("Invalid value for variable" in err and f'variable "{name}"' in err):
+            errs.append(f"{extra} was accepted (want variable {name} rejected)")
     _, err = con.run("var.region", BASE_VARS)
     if "Error" in err:
         errs.append(f"good values were rejected: {err.strip()[:300]}")
