@@ -70,10 +70,13 @@ echo "deploy: $( ((have_terraform)) && terraform version | head -n1), $("$hadoli
 if ((have_terraform)); then
   run "terraform fmt" terraform fmt -check -recursive -diff terraform/
 fi
-run "provider schema: terraform/ against google 6.x and 7.x (deploy/schemas/)" "$py" deploy/check_schema.py terraform
+run "provider schema: terraform/ against google 7.x (deploy/schemas/)" "$py" deploy/check_schema.py terraform
 run "provider schema: self-test on deploy/fixtures/bad" "$py" deploy/check_schema.py --expect-fail deploy/fixtures/bad
 run "invariants: terraform/" "$py" deploy/check_invariants.py terraform
 run "invariants: self-test on deploy/fixtures/bad" "$py" deploy/check_invariants.py --expect-fail deploy/fixtures/bad
+run "metrics, alerts and IAP: terraform/ against deploy/log-fields.json" "$py" deploy/check_monitoring.py terraform
+run "metrics, alerts and IAP: self-test on deploy/fixtures/bad-monitoring" \
+  "$py" deploy/check_monitoring.py --expect-fail deploy/fixtures/bad-monitoring
 
 # ---- README: the roles a first deployment needs ------------------------------------------
 run "README Deploy: the roles terraform/ needs are documented" "$py" deploy/check_docs.py README.md

@@ -43,6 +43,11 @@ ROLE_FOR = {
     "google_cloud_run_v2_service_iam_member": "roles/run.admin",  # services.setIamPolicy
     "google_compute_network": "roles/compute.networkAdmin",
     "google_compute_subnetwork": "roles/compute.networkAdmin",
+    # IAP access for iap_members (iap.webServices.setIamPolicy): IAP Policy Admin, per Google's
+    # "Configure IAP for Cloud Run" (the caller's iap_enabled itself needs roles/run.admin).
+    "google_iap_web_cloud_run_service_iam_member": "roles/iap.admin",
+    "google_logging_metric": "roles/logging.configWriter",  # logging.logMetrics.create
+    "google_monitoring_alert_policy": "roles/monitoring.alertPolicyEditor",
 }
 # needed whatever the types: deploying services that run as the new accounts and building
 # as the build account (iam.serviceAccounts.actAs), and submitting the build

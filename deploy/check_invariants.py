@@ -146,6 +146,15 @@ def iam_resources(cfg: Config, target: str) -> list[Block]:
     return out
 
 
+def is_iap_agent_grant(cfg: Config, r: Block) -> bool:
+    """run.invoker for IAP's service agent, created only when var.iap_enabled."""
+    count = norm_parens(text(r.body.get("count", "")))
+    # the local inlined into the string: "serviceAccount:${("service-${N}@...")}" -> plain text
+    member = resolved(cfg, r.body.get("member", "")).replace('${("', "").replace('")}', "")
+    return (count == "var.iap_enabled?1:0" and literal(r.body.get("role")) == "roles/run.invoker"
+            and re.search(r"^\"serviceAccount:service-\$\{[^}]+\}@gcp-sa-iap\.iam\.gserviceaccount\.com\"$", member) is not None)
+
+
 # ---- structural checks -----------------------------------------------------------------
 
 @check("no-public-members",
@@ -190,6 +199,8 @@ def caller_private(cfg: Config) -> list[str]:
         errs.append("no run.invoker grant on the caller for var.caller_invokers")
     for r in grants:
         fe, member = text(r.body.get("for_each", "")), text(r.body.get("member", ""))
+        if is_iap_agent_grant(cfg, r):
+            continue  # IAP's service agent, only with var.iap_enabled (check_monitoring.py: iap-*)
         if "var.caller_invokers" not in fe or member != "each.value":
             errs.append(f"{r.address}: ungated caller grant must be for_each = var.caller_invokers, member = each.value "
                         f"(has for_each={fe!r}, member={member!r})")
@@ -434,6 +445,10 @@ def audiences(cfg: Config) -> list[str]:
     return errs
 
 
+def caller_env_raw(svc: Block, name: str):
+    return envs(svc).get(name, {}).get("value")
+
+
 def references(v) -> set[tuple[str, str]]:
     """(type, name) of every resource/data block a body refers to, depends_on included."""
     out = set()
@@ -506,8 +521,16 @@ def forwarded(cfg: Config) -> list[str]:
     if env_text(cfg, called, "AUTH_FORWARDERS") != "google_service_account.caller.email":
         errs.append(f"called AUTH_FORWARDERS is {env_text(cfg, called, 'AUTH_FORWARDERS')!r}, want google_service_account.caller.email")
     fa, ca = env_text(cfg, called, "AUTH_FORWARDED_AUDIENCES"), env_text(cfg, caller, "AUTH_AUDIENCES")
-    if not fa or fa != ca:
-        errs.append(f"called AUTH_FORWARDED_AUDIENCES {fa!r} != caller AUTH_AUDIENCES {ca!r}")
+    # With IAP on the caller, called also accepts IAP's audience of the caller: exactly the
+    # list the caller's AUTH_IAP_AUDIENCES is made of (empty unless var.iap_enabled).
+    iap_env = envs(caller).get("AUTH_IAP_AUDIENCES", {}).get("value")
+    m = re.fullmatch(r"join\(\",\",(.+)\)", text(iap_env)) if iap_env is not None else None
+    with_iap = None
+    if m:
+        with_iap = resolved(cfg, "${join(\",\", concat([" + text(caller_env_raw(caller, "AUTH_AUDIENCES")) + "], " + m.group(1) + "))}")
+    if not fa or (fa != ca and fa != with_iap):
+        errs.append(f"called AUTH_FORWARDED_AUDIENCES {fa!r} != caller AUTH_AUDIENCES {ca!r}"
+                    + (f" (plus the caller's AUTH_IAP_AUDIENCES list: {with_iap!r})" if with_iap else ""))
     raw = envs(called).get("AUTH_FORWARDED_MODE", {}).get("value")
     raw_caller = envs(caller).get("AUTH_MODE", {}).get("value")
     if raw is not None and (text(raw) != text(raw_caller) or not text(raw).startswith("local.")):
@@ -616,7 +639,8 @@ PROBE = ("jsonencode({called_auth_mode = local.called_auth_mode, called_iam_disa
          " caller_allowed = local.caller_allowed_principals,"
          " called_audience = local.called_audience, caller_audience = local.caller_audience,"
          " caller_audiences = local.caller_audiences, caller_image = local.caller_image_tagged,"
-         " called_image = local.called_image_tagged})")
+         " called_image = local.called_image_tagged, caller_iap_audiences = local.caller_iap_audiences,"
+         " called_forwarded = local.called_forwarded_audiences})")
 DB_PROBE = ("jsonencode([local.db_max_connections, local.db_reserved_connections, local.db_connections_per_instance])")
 # Cloud SQL for PostgreSQL's documented default max_connections per tier (memory), and each
 # tier's largest max_instances that must still be accepted (at least the default, 3).
@@ -677,6 +701,9 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
         "default": {},
         "called_iam_off": {"called_invoker_iam_disabled": "true"},
         "caller_public": {"allow_unauthenticated_caller": "true"},
+        "iap": {"iap_enabled": "true",
+                "iap_members": '["user:bob@example.com","domain:example.net","group:team@example.com","user:alice@example.com"]',
+                "iap_allowed_principals": '["carol@example.com"]'},
     }
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = dict(zip(cases, pool.map(lambda c: con.values({**BASE_VARS, **c}), cases.values())))
@@ -724,6 +751,23 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
         for k, w in want.items():
             if vals.get(k) != w:
                 errs.append(f"local {k} = {vals.get(k)!r}, want {w!r}")
+    iap = got["iap"][0]
+    if vals is not None and iap is not None:
+        caller_aud = f"https://invoker-caller-{PROJECT_NUMBER}.europe-west1.run.app,{GCLOUD_CLIENT_ID}"
+        iap_aud = f"/projects/{PROJECT_NUMBER}/locations/europe-west1/services/invoker-caller"
+        for k, have, w in (
+            ("default caller_iap_audiences", vals.get("caller_iap_audiences"), []),
+            ("default called_forwarded", vals.get("called_forwarded"), caller_aud),
+            ("iap caller_iap_audiences", iap.get("caller_iap_audiences"), [iap_aud]),
+            ("iap called_forwarded", iap.get("called_forwarded"), f"{caller_aud},{iap_aud}"),
+            ("iap caller_allowed", iap.get("caller_allowed"),
+             "alice@example.com,ci@my-project-123.iam.gserviceaccount.com,*@example.org,bob@example.com,*@example.net,carol@example.com"),
+            ("iap caller_auth_mode", iap.get("caller_auth_mode"), "platform"),
+        ):
+            if have != w:
+                errs.append(f"local {k} = {have!r}, want {w!r}")
+    elif iap is None:
+        errs.append(f"iap: locals could not be evaluated: {got['iap'][1]}")
     results.append(("locals-principals-audiences",
                     "evaluated: invokers -> AUTH_ALLOWED_PRINCIPALS emails/*@domain, deterministic run.app audiences, image paths",
                     errs))
@@ -748,6 +792,12 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
         ("max_instances", "6"),  # db-f1-micro: 25 connections
         ("images_to_keep", "1"),
         ("private_subnet_cidr", "10.8.0.0/28"),
+        ("iap_members", '["allUsers"]'),
+        ("iap_members", '["bob@example.com"]'),
+        ("iap_allowed_principals", '["a,b@example.com"]'),
+        ("alert_notification_channels", '["my-channel"]'),
+        ("refusal_burst_threshold", "0"),
+        ("refusal_burst_window_seconds", "90"),
     ]
 
     def rejected(item):
@@ -758,6 +808,12 @@ def _semantic(con: Console, folder: Path) -> list[tuple[str, str, list[str]]]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(rejected, bad))
     errs = [f"{n} = {v} was accepted" for n, v, ok in outcomes if not ok]
+    # cross-variable rules: IAP on without members; a group without its people spelled out
+    for name, extra in (("iap_members", {"iap_enabled": "true"}),
+                        ("iap_allowed_principals", {"iap_enabled": "true", "iap_members": '["group:g@example.com"]'})):
+        _, err = con.run("var.region", {**BASE_VARS, **extra})
+        if not ("Invalid value for variable" in err and f'variable "{name}"' in err):
+            errs.append(f"{extra} was accepted (want variable {name} rejected)")
     _, err = con.run("var.region", BASE_VARS)
     if "Error" in err:
         errs.append(f"good values were rejected: {err.strip()[:300]}")

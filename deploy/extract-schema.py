@@ -48,11 +48,9 @@ OUT_DIR = ROOT / "deploy" / "schemas"
 # file per set; check_schema.py checks terraform/ against every set, and fails when
 # terraform/versions.tf's constraints stop admitting a set's versions.
 SETS = {
-    "google-6": {
-        "google": "npm:@cdktf/provider-google@16.12.1",  # hashicorp/google 6.50.0 (the last 6.x binding)
-        "random": "npm:@cdktn/provider-random@15.0.1",  # hashicorp/random 3.9.1 (ephemeral resources included)
-        "time": "npm:@cdktf/provider-time@11.0.1",  # hashicorp/time 0.13.1
-    },
+    # google 6.x (@cdktf/provider-google@16.12.1, google 6.50.0) was checked here until
+    # terraform/ started using google_cloud_run_v2_service.iap_enabled, which 6.50 lacks:
+    # versions.tf now admits google >= 7.41 only.
     "google-7": {
         "google": "pypi:cdktn-provider-google==19.10.0",  # hashicorp/google 7.41.0 (the last 7.x binding)
         "random": "npm:@cdktn/provider-random@15.0.1",  # hashicorp/random 3.9.1

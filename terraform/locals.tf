@@ -33,12 +33,33 @@ locals {
 
   # The caller's application allow-list, from the same principals that get run.invoker:
   # "user:a@b" and "serviceAccount:s@p" -> the email; "domain:example.com" -> "*@example.com".
-  caller_allowed_principals = join(",", [
+  # With IAP on, the people IAP lets through too (the allow-list applies to the person in
+  # IAP's assertion): iap_members the same way, groups left out (a group cannot be expanded
+  # here; var.iap_allowed_principals' validation insists on its people instead).
+  caller_allowed_principals = join(",", distinct(concat([
     for p in var.caller_invokers :
     startswith(p, "domain:") ? "*@${trimprefix(p, "domain:")}" : replace(p, "/^(user|serviceAccount):/", "")
-  ])
+  ], local.iap_allowed_principals)))
 
   caller_audiences = join(",", concat([local.caller_audience], var.caller_extra_audiences))
+
+  # ---- Identity-Aware Proxy on the caller (var.iap_enabled) -----------------------------
+  # The `aud` of IAP's signed header (X-Goog-IAP-JWT-Assertion) when IAP is enabled on the
+  # Cloud Run service itself: /projects/PROJECT_NUMBER/locations/REGION/services/SERVICE
+  # (Google's "Securing your app with signed headers"). IAP on a load balancer's backend
+  # service would use /projects/PROJECT_NUMBER/global/backendServices/ID instead.
+  caller_iap_audience  = "/projects/${local.project_number}/locations/${var.region}/services/${local.caller_name}"
+  caller_iap_audiences = var.iap_enabled ? [local.caller_iap_audience] : []
+  # IAP's service agent: it passes Cloud Run's IAM check on the caller for the people IAP admitted.
+  iap_service_agent = "service-${local.project_number}@gcp-sa-iap.iam.gserviceaccount.com"
+  iap_allowed_principals = var.iap_enabled ? concat([
+    for p in var.iap_members :
+    startswith(p, "domain:") ? "*@${trimprefix(p, "domain:")}" : replace(p, "/^(user|serviceAccount):/", "")
+    if !startswith(p, "group:")
+  ], var.iap_allowed_principals) : []
+  # called accepts, on the end-user identity the caller forwards, the caller's own audiences
+  # and, with IAP on, IAP's audience of the caller (the caller forwards IAP's assertion).
+  called_forwarded_audiences = join(",", concat([local.caller_audiences], local.caller_iap_audiences))
 
   # The tags the build pushes. The services run these images by digest (main.tf resolves the
   # tag to REPOSITORY/NAME@sha256:... when it plans), so a re-pushed tag changes nothing

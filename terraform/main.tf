@@ -14,7 +14,11 @@ locals {
     "secretmanager.googleapis.com",
     "sqladmin.googleapis.com",
     "storage.googleapis.com", # the build's source bucket
-  ], var.called_private ? ["compute.googleapis.com"] : []))
+    ],
+    var.called_private ? ["compute.googleapis.com"] : [],
+    var.iap_enabled ? ["iap.googleapis.com"] : [],
+    length(var.alert_notification_channels) > 0 ? ["monitoring.googleapis.com"] : [], # alert policies (monitoring.tf)
+  ))
 }
 
 resource "google_project_service" "apis" {
@@ -413,8 +417,10 @@ resource "google_cloud_run_v2_service" "called" {
         value = google_service_account.caller.email
       }
       env {
+        # The caller's audiences and, with IAP on, IAP's audience of the caller: the caller
+        # then forwards IAP's assertion, which called verifies with IAP's rules.
         name  = "AUTH_FORWARDED_AUDIENCES"
-        value = local.caller_audiences
+        value = local.called_forwarded_audiences
       }
       env {
         name  = "AUTH_FORWARDED_MODE"
@@ -503,6 +509,11 @@ resource "google_cloud_run_v2_service" "caller" {
   # platform. Public (allow_unauthenticated_caller): the check is off, AUTH_MODE is verify.
   invoker_iam_disabled = local.caller_invoker_iam_disabled
 
+  # Identity-Aware Proxy (var.iap_enabled): IAP checks every request first, on every ingress
+  # path, then passes Cloud Run's IAM check as its service agent (run.invoker below). The
+  # caller keeps AUTH_MODE platform and takes the person from IAP's signed header.
+  iap_enabled = var.iap_enabled
+
   template {
     service_account                  = google_service_account.caller.email
     max_instance_request_concurrency = 80
@@ -553,6 +564,12 @@ resource "google_cloud_run_v2_service" "caller" {
       env {
         name  = "AUTH_ALLOWED_PRINCIPALS"
         value = local.caller_allowed_principals
+      }
+      env {
+        # IAP's signed-header audience of this service; empty (IAP assertions not accepted)
+        # unless var.iap_enabled.
+        name  = "AUTH_IAP_AUDIENCES"
+        value = join(",", local.caller_iap_audiences)
       }
       env {
         name  = "CALLED_URL"
@@ -616,4 +633,31 @@ resource "google_cloud_run_v2_service_iam_member" "caller_invokers" {
   name     = google_cloud_run_v2_service.caller.name
   role     = "roles/run.invoker"
   member   = each.value
+}
+
+# ---- Identity-Aware Proxy on the caller (var.iap_enabled) ---------------------------------
+
+# IAP's service agent invokes the caller for the people IAP let through. The agent exists
+# once the IAP API is enabled and IAP is used; if this grant fails with "service account
+# does not exist", run `gcloud beta services identity create --service=iap.googleapis.com
+# --project=PROJECT` once and apply again.
+resource "google_cloud_run_v2_service_iam_member" "caller_iap_agent" {
+  count = var.iap_enabled ? 1 : 0
+
+  project  = var.project_id
+  location = google_cloud_run_v2_service.caller.location
+  name     = google_cloud_run_v2_service.caller.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${local.iap_service_agent}"
+}
+
+# The people (users, groups, domains) IAP lets through to the caller.
+resource "google_iap_web_cloud_run_service_iam_member" "caller_iap_members" {
+  for_each = var.iap_enabled ? toset(var.iap_members) : toset([])
+
+  project                = var.project_id
+  location               = google_cloud_run_v2_service.caller.location
+  cloud_run_service_name = google_cloud_run_v2_service.caller.name
+  role                   = "roles/iap.httpsResourceAccessor"
+  member                 = each.value
 }

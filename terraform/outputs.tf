@@ -52,3 +52,22 @@ output "database_instance" {
   description = "Cloud SQL instance connection name (PROJECT:REGION:INSTANCE)."
   value       = google_sql_database_instance.db.connection_name
 }
+
+output "caller_iap_audience" {
+  description = "With iap_enabled: the audience (aud) of IAP's signed header for the caller, /projects/PROJECT_NUMBER/locations/REGION/services/SERVICE (the caller's AUTH_IAP_AUDIENCES, also in called's AUTH_FORWARDED_AUDIENCES). null when IAP is off."
+  value       = var.iap_enabled ? local.caller_iap_audience : null
+}
+
+output "iap_url" {
+  description = "With iap_enabled: the URL people open (IAP signs them in with their Google account and lets iap_members through). null when IAP is off."
+  value       = var.iap_enabled ? google_cloud_run_v2_service.caller.uri : null
+}
+
+output "log_metrics" {
+  description = "Types of the log-based metrics (Metrics Explorer, alert conditions): authentication refusals, token-fetch failures, key-set fetch failures."
+  value = {
+    auth_refusals          = "logging.googleapis.com/user/${google_logging_metric.auth_refusals.name}"
+    token_fetch_failures   = "logging.googleapis.com/user/${google_logging_metric.token_fetch_failures.name}"
+    key_set_fetch_failures = "logging.googleapis.com/user/${google_logging_metric.key_set_fetch_failures.name}"
+  }
+}

@@ -173,3 +173,78 @@ variable "private_subnet_cidr" {
     error_message = "private_subnet_cidr must be an IPv4 range in CIDR notation, /26 or larger, e.g. \"10.8.0.0/26\"."
   }
 }
+
+# ---- Identity-Aware Proxy on the caller (opt-in) ------------------------------------------
+
+variable "iap_enabled" {
+  description = "Put Identity-Aware Proxy in front of the caller (Cloud Run's own IAP integration, iap_enabled): people sign in with their Google account and only iap_members get through. IAP's service agent gets roles/run.invoker on the caller, the caller verifies IAP's signed header (AUTH_IAP_AUDIENCES) and applies its allow-list to the person, and called accepts the IAP assertion the caller forwards. Needs the google provider 7.41 or later (versions.tf)."
+  type        = bool
+  default     = false
+}
+
+variable "iap_members" {
+  description = "Who may pass IAP to the caller when iap_enabled: IAM principals \"user:EMAIL\", \"group:EMAIL\", \"domain:DOMAIN\" or \"serviceAccount:EMAIL\"; each gets roles/iap.httpsResourceAccessor on the caller. user:/serviceAccount: become the email and domain: becomes *@DOMAIN in the caller's allow-list; the service cannot expand a group:, so list its people in iap_allowed_principals."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.iap_members : can(regex("^(user|group|serviceAccount):[^@\\s:,]+@[^@\\s,]+\\.[^@\\s,]+$", p)) || can(regex("^domain:[a-z0-9.-]+\\.[a-z]{2,}$", p))])
+    error_message = "Each iap_members entry must be \"user:EMAIL\", \"group:EMAIL\", \"serviceAccount:EMAIL\" or \"domain:DOMAIN\" (no allUsers/allAuthenticatedUsers: IAP is there to name people)."
+  }
+
+  validation {
+    condition     = !var.iap_enabled || length(var.iap_members) > 0
+    error_message = "iap_enabled = true needs at least one iap_members entry, e.g. [\"user:you@example.com\"]: otherwise IAP lets nobody through."
+  }
+}
+
+variable "iap_allowed_principals" {
+  description = "More entries for the caller's allow-list (AUTH_ALLOWED_PRINCIPALS) when iap_enabled: exact emails or *@DOMAIN patterns of the people behind IAP that iap_members cannot name one by one, i.e. the members of every group: in iap_members. Required when iap_members has a group:. Ignored when IAP is off."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.iap_allowed_principals : can(regex("^[^@\\s,*]+@[^@\\s,]+\\.[^@\\s,]+$", p)) || can(regex("^\\*@[a-z0-9.-]+\\.[a-z]{2,}$", p))])
+    error_message = "Each iap_allowed_principals entry must be an email (\"a@example.com\") or a domain pattern (\"*@example.com\"), without commas."
+  }
+
+  validation {
+    condition     = !var.iap_enabled || !anytrue([for p in var.iap_members : startswith(p, "group:")]) || length(var.iap_allowed_principals) > 0
+    error_message = "iap_members has a group:, which the caller's allow-list cannot expand: list the group's people (emails or *@DOMAIN) in iap_allowed_principals, or the caller refuses them after IAP let them in."
+  }
+}
+
+# ---- log-based metrics and alerts ------------------------------------------------------------
+
+variable "alert_notification_channels" {
+  description = "Notification channels for the alert policies (monitoring.tf), as projects/PROJECT/notificationChannels/ID (`gcloud beta monitoring channels list --format='value(name)'`). Empty (default): the log-based metrics are still created, but no alert policy."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.alert_notification_channels : can(regex("^projects/[a-z0-9-]+/notificationChannels/[0-9]+$", c))])
+    error_message = "Each alert_notification_channels entry must be a channel's full name, projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+variable "refusal_burst_threshold" {
+  description = "The refusal-burst alert fires when one service refuses more than this many requests (authentication refusals, any reason) within refusal_burst_window_seconds."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.refusal_burst_threshold >= 1 && floor(var.refusal_burst_threshold) == var.refusal_burst_threshold
+    error_message = "refusal_burst_threshold must be a whole number of at least 1."
+  }
+}
+
+variable "refusal_burst_window_seconds" {
+  description = "The window over which refusal_burst_threshold is counted, in seconds: a whole number of minutes from 60 to 3600."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.refusal_burst_window_seconds >= 60 && var.refusal_burst_window_seconds <= 3600 && var.refusal_burst_window_seconds % 60 == 0
+    error_message = "refusal_burst_window_seconds must be a whole number of minutes, 60 to 3600 seconds."
+  }
+}

@@ -4,13 +4,16 @@ terraform {
   required_version = ">= 1.11.0"
 
   required_providers {
-    # deploy/schemas/google-6.json and google-7.json hold the names of google 6.50.0 and
-    # 7.41.0 (random 3.9.1, time 0.13.1 / 0.14.2); deploy/check_schema.py checks every file
-    # against both and fails if these constraints stop admitting those versions. 8.x is not
+    # deploy/schemas/google-7.json holds the names of google 7.41.0 (random 3.9.1, time
+    # 0.14.2); deploy/check_schema.py checks every file against it and fails if these
+    # constraints stop admitting that version. 7.41 is the floor because IAP on the caller
+    # (var.iap_enabled) uses google_cloud_run_v2_service's iap_enabled, which the google
+    # provider has in 7.41 but not in 6.50 (the last 6.x; it was google-beta only there), and
+    # Terraform rejects an argument the provider lacks even when it is false. 8.x is not
     # admitted: it has not been reviewed.
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.50, < 8.0"
+      version = ">= 7.41, < 8.0"
     }
     random = {
       source  = "hashicorp/random"
