@@ -77,35 +77,35 @@ impl IapAssertion {
 
     /// With `hd` (the person's Workspace domain).
     #[must_use]
-    pub fn hd(mut self, hd: impl Into<String>) -> Self {
+    pub fn with_hd(mut self, hd: impl Into<String>) -> Self {
         self.hd = Some(hd.into());
         self
     }
 
     /// With `sub` given instead of derived from the email.
     #[must_use]
-    pub fn sub(mut self, sub: impl Into<String>) -> Self {
+    pub fn with_sub(mut self, sub: impl Into<String>) -> Self {
         self.sub = Some(sub.into());
         self
     }
 
     /// Issued at `iat` (seconds since the epoch) instead of now.
     #[must_use]
-    pub fn issued_at(mut self, iat: u64) -> Self {
+    pub fn with_issued_at(mut self, iat: u64) -> Self {
         self.issued_at = Some(iat);
         self
     }
 
     /// With `exp − iat` = `lifetime`.
     #[must_use]
-    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
         self
     }
 
     /// With `iss` = `issuer`.
     #[must_use]
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = issuer.into();
         self
     }
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn claims_as_iap_writes_them() {
         let c = IapAssertion::new("alice@example.com", "/projects/1/global/backendServices/2")
-            .issued_at(1_000)
+            .with_issued_at(1_000)
             .claims(5_000);
         assert_eq!(c["iss"], IAP_ISSUER);
         assert_eq!(c["aud"], "/projects/1/global/backendServices/2");
@@ -151,10 +151,10 @@ mod tests {
             "{sub}"
         );
         let c = IapAssertion::new("bob@corp.example", "aud")
-            .hd("corp.example")
-            .sub("accounts.google.com:7")
-            .issuer("https://elsewhere.example")
-            .lifetime(Duration::from_secs(36_000))
+            .with_hd("corp.example")
+            .with_sub("accounts.google.com:7")
+            .with_issuer("https://elsewhere.example")
+            .with_lifetime(Duration::from_secs(36_000))
             .claims(10);
         assert_eq!(c["hd"], "corp.example");
         assert_eq!(c["sub"], "accounts.google.com:7");

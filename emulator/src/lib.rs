@@ -216,7 +216,9 @@ pub fn client_setup(addr: &str) -> String {
          \x20 Node, Go, Java    nothing else\n\
          \x20 Rust              nothing else (invoker's caller: TOKEN_SOURCE=metadata or auto)\n\
          \x20 gcloud ADC file   takes precedence: CLOUDSDK_CONFIG=<an empty folder> hides it\n\
-         Verify its tokens: http://{addr}{JWKS_PATH} (JWKS) or http://{addr}{PEM_CERTS_PATH} (PEM certificates)\n"
+         Verify its tokens: http://{addr}{JWKS_PATH} (JWKS) or http://{addr}{PEM_CERTS_PATH} (PEM certificates)\n\
+         IAP assertions (ES256): keys at http://{addr}{IAP_JWKS_PATH} (JWKS) or http://{addr}{IAP_PEM_PATH} (PEM);\n\
+         \x20 mint one: POST http://{addr}/emulator/iap/assertion {{\"email\":…,\"audience\":…}}\n"
     )
 }
 
@@ -790,7 +792,7 @@ mod tests {
         let google = emu.current_kid();
         let first = emu.current_iap_kid();
         assert_ne!(first, google);
-        assert_eq!(iap_kids(&emu), [first.clone()]);
+        assert_eq!(iap_kids(&emu), std::slice::from_ref(&first));
         let pems = emu.iap_public_keys();
         assert!(
             pems[&first]
