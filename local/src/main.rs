@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use emulator::EmulatorConfig;
-use local::chain::{Ports, run};
+use local::chain::{IapOptions, Ports, run};
 use shared::config::{ConfigError, Reader, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
 
@@ -28,7 +28,31 @@ const LOCAL_USER: Setting = Setting::new(
     "developer@example.com",
     "the end user allowed to call caller; the printed curl carries a token for it",
 );
-const SETTINGS: &[Setting] = &[PORT, CALLED_PORT, EMULATOR_PORT, DATABASE_URL, LOCAL_USER];
+const LOCAL_IAP: Setting = Setting::new(
+    "LOCAL_IAP",
+    "false",
+    "true: an IAP front on LOCAL_IAP_PORT plays Identity-Aware Proxy in front of caller (person from X-Local-Iap-User)",
+);
+const LOCAL_IAP_PORT: Setting = Setting::new(
+    "LOCAL_IAP_PORT",
+    "8082",
+    "the IAP front's port on 127.0.0.1 (with LOCAL_IAP=true)",
+);
+const LOCAL_IAP_PRINCIPALS: Setting = Setting::new(
+    "LOCAL_IAP_PRINCIPALS",
+    "alice@example.com",
+    "with LOCAL_IAP=true: the people caller allows (emails or *@domain, comma-separated)",
+);
+const SETTINGS: &[Setting] = &[
+    PORT,
+    CALLED_PORT,
+    EMULATOR_PORT,
+    DATABASE_URL,
+    LOCAL_USER,
+    LOCAL_IAP,
+    LOCAL_IAP_PORT,
+    LOCAL_IAP_PRINCIPALS,
+];
 
 const HELP_GROUPS: &[(&str, &[Setting])] = &[
     ("Local chain", SETTINGS),
@@ -61,6 +85,22 @@ fn settings(src: &dyn Source) -> Result<Settings, ConfigError> {
             called: r.parse(&CALLED_PORT)?,
             emulator: r.parse(&EMULATOR_PORT)?,
             user: r.parse(&LOCAL_USER)?,
+            iap: if r.bool(&LOCAL_IAP)? {
+                let people = r.list(&LOCAL_IAP_PRINCIPALS).join(",");
+                if people.is_empty() {
+                    return Err(ConfigError::invalid(
+                        LOCAL_IAP_PRINCIPALS.name,
+                        "",
+                        "must name at least one person when LOCAL_IAP=true",
+                    ));
+                }
+                Some(IapOptions {
+                    port: r.parse(&LOCAL_IAP_PORT)?,
+                    people,
+                })
+            } else {
+                None
+            },
         },
         emulator: EmulatorConfig::from_source(src)?,
         telemetry: TelemetryConfig::from_source(src)?,
