@@ -120,3 +120,52 @@ fn main() -> std::process::ExitCode {
         run(cfg.ports, cfg.emulator, listener)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::config::MapSource;
+
+    #[test]
+    fn help_documents_every_setting_the_parser_reads() {
+        let parse = |src: &dyn Source| {
+            let _ = settings(src);
+        };
+        for base in [
+            MapSource::default(),
+            MapSource::from_pairs([("LOCAL_IAP", "true")]),
+        ] {
+            let missing = shared::config::undocumented(HELP_GROUPS, &["K_SERVICE"], parse, &base);
+            assert!(missing.is_empty(), "read but not in --help: {missing:?}");
+        }
+    }
+
+    #[test]
+    fn the_iap_front_is_off_by_default_and_needs_people() {
+        let s = settings(&MapSource::default()).expect("defaults");
+        assert!(s.ports.iap.is_none());
+        let s = settings(&MapSource::from_pairs([("LOCAL_IAP", "true")])).expect("iap");
+        let iap = s.ports.iap.expect("on");
+        assert_eq!((iap.port, iap.people.as_str()), (8082, "alice@example.com"));
+        assert_eq!(iap.example_person(), "alice@example.com");
+        let s = settings(&MapSource::from_pairs([
+            ("LOCAL_IAP", "on"),
+            ("LOCAL_IAP_PRINCIPALS", "*@corp.example, bob@example.com"),
+        ]))
+        .expect("iap");
+        let iap = s.ports.iap.expect("on");
+        assert_eq!(iap.people, "*@corp.example,bob@example.com");
+        assert_eq!(iap.example_person(), "alice@corp.example");
+        let e = settings(&MapSource::from_pairs([
+            ("LOCAL_IAP", "true"),
+            ("LOCAL_IAP_PRINCIPALS", " , "),
+        ]))
+        .err()
+        .expect("nobody allowed");
+        assert_eq!(e.name, "LOCAL_IAP_PRINCIPALS");
+        let e = settings(&MapSource::from_pairs([("LOCAL_IAP", "maybe")]))
+            .err()
+            .expect("not a bool");
+        assert_eq!(e.name, "LOCAL_IAP");
+    }
+}
