@@ -10,6 +10,12 @@
 //! (`POST /emulator/faults`, or the Rust handle) so the services' failure handling can be
 //! tested against it.
 //!
+//! It also plays Identity-Aware Proxy's part: a separate P-256 key signs IAP signed-header
+//! assertions (ES256, `iss` `https://cloud.google.com/iap`), published where Google publishes
+//! IAP's keys, at [`IAP_JWKS_PATH`] (JWKS) and [`IAP_PEM_PATH`] (a JSON map `kid → PEM public
+//! key`). Mint one with [`Emulator::mint_iap`] or `POST /emulator/iap/assertion`; rotation and
+//! the key-set outage cover this key set too.
+//!
 //! Anyone who can reach it can mint tokens: keep it on loopback. Its `/emulator/*` routes
 //! answer only requests whose `Host` is a loopback name or address (or [`EmulatorConfig::bind`]),
 //! and its metadata routes only those, `metadata.google.internal`, `metadata` and
@@ -17,11 +23,14 @@
 //! key sets (public keys) answer any `Host`.
 //!
 //! Modules:
-//! - `keys` — RSA signing keys: generation, JWK and certificate forms, RS256 JWT signing.
+//! - `keys` — RSA signing keys (JWK and certificate forms, RS256) and IAP's P-256 keys (JWK and
+//!   PEM public-key forms, ES256).
+//! - `iap` — IAP signed-header assertions: their claims, audiences and Google's constants.
 //! - `x509` — self-signed X.509 certificates (a minimal DER encoder) for `/oauth2/v1/certs`.
 //! - `metadata` — the metadata tree: paths, directory listings, recursive JSON, `alt`.
 //! - `routes` — the HTTP routes, Google's response headers, the `Host` guard (DNS rebinding).
 
+mod iap;
 mod keys;
 mod metadata;
 mod routes;
@@ -34,7 +43,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use keys::SigningKey;
+pub use iap::{
+    IAP_ASSERTION_LIFETIME, IAP_ISSUER, IAP_SERVICE_AGENT, IapAssertion, STRIPPED_SIGNATURE,
+    iap_cloud_run_audience, iap_subject, strip_signature,
+};
+use keys::{IapKey, SigningKey};
 use shared::config::{ConfigError, Reader, Setting, Source};
 
 /// Path of the key set (same as Google's).
@@ -42,6 +55,13 @@ pub const JWKS_PATH: &str = "/oauth2/v3/certs";
 
 /// Path of the key set as PEM certificates, a JSON map `kid → certificate` (same as Google's).
 pub const PEM_CERTS_PATH: &str = "/oauth2/v1/certs";
+
+/// Path of IAP's key set, JWKS (same as Google's, `https://www.gstatic.com/iap/verify/public_key-jwk`).
+pub const IAP_JWKS_PATH: &str = "/iap/verify/public_key-jwk";
+
+/// Path of IAP's key set as a JSON map `kid → PEM public key` (same as Google's,
+/// `https://www.gstatic.com/iap/verify/public_key`): the form Google's IAP samples read.
+pub const IAP_PEM_PATH: &str = "/iap/verify/public_key";
 
 /// How many keys the key set publishes at most: the current one and the ones it replaced.
 pub const MAX_PUBLISHED_KEYS: usize = 3;
@@ -196,7 +216,9 @@ pub fn client_setup(addr: &str) -> String {
          \x20 Node, Go, Java    nothing else\n\
          \x20 Rust              nothing else (invoker's caller: TOKEN_SOURCE=metadata or auto)\n\
          \x20 gcloud ADC file   takes precedence: CLOUDSDK_CONFIG=<an empty folder> hides it\n\
-         Verify its tokens: http://{addr}{JWKS_PATH} (JWKS) or http://{addr}{PEM_CERTS_PATH} (PEM certificates)\n"
+         Verify its tokens: http://{addr}{JWKS_PATH} (JWKS) or http://{addr}{PEM_CERTS_PATH} (PEM certificates)\n\
+         IAP assertions (ES256): keys at http://{addr}{IAP_JWKS_PATH} (JWKS) or http://{addr}{IAP_PEM_PATH} (PEM);\n\
+         \x20 mint one: POST http://{addr}/emulator/iap/assertion {{\"email\":…,\"audience\":…}}\n"
     )
 }
 
@@ -237,14 +259,38 @@ struct Inner {
     identity_requests: AtomicU64,
     token_requests: AtomicU64,
     jwks_requests: AtomicU64,
+    iap_key_requests: AtomicU64,
     identity_fault: Mutex<IdentityFault>,
     jwks_down: AtomicBool,
+    iap_keys_down: AtomicBool,
+    iap_keys: RwLock<KeyRing<IapKey>>,
 }
 
-struct KeyRing {
-    current: Arc<SigningKey>,
+struct KeyRing<K = SigningKey> {
+    current: Arc<K>,
     /// Replaced keys still published, newest first.
-    previous: Vec<Arc<SigningKey>>,
+    previous: Vec<Arc<K>>,
+}
+
+impl<K> KeyRing<K> {
+    fn new(key: K) -> Self {
+        Self {
+            current: Arc::new(key),
+            previous: Vec::new(),
+        }
+    }
+
+    /// Makes `key` current; the one it replaces stays published ([`MAX_PUBLISHED_KEYS`]).
+    fn install(&mut self, key: K) {
+        let old = std::mem::replace(&mut self.current, Arc::new(key));
+        self.previous.insert(0, old);
+        self.previous.truncate(MAX_PUBLISHED_KEYS - 1);
+    }
+
+    /// Current first, then the replaced ones, newest first.
+    fn published(&self) -> impl Iterator<Item = &Arc<K>> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
 }
 
 impl std::fmt::Debug for Emulator {
@@ -258,7 +304,7 @@ impl std::fmt::Debug for Emulator {
 
 /// The emulator could not generate a signing key.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot generate an RSA signing key")]
+#[error("cannot generate a signing key")]
 pub struct KeyGenerationError;
 
 impl Emulator {
@@ -271,24 +317,25 @@ impl Emulator {
         Self::try_new(cfg).expect("RSA key generation failed")
     }
 
-    /// An emulator with a freshly generated RSA-2048 key.
+    /// An emulator with a freshly generated RSA-2048 key (and IAP's P-256 key).
     ///
     /// # Errors
-    /// If the key cannot be generated.
+    /// If a key cannot be generated.
     pub fn try_new(cfg: EmulatorConfig) -> Result<Self, KeyGenerationError> {
         let key = SigningKey::generate().map_err(|_| KeyGenerationError)?;
+        let iap_key = IapKey::generate().map_err(|_| KeyGenerationError)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 cfg,
-                keys: RwLock::new(KeyRing {
-                    current: Arc::new(key),
-                    previous: Vec::new(),
-                }),
+                keys: RwLock::new(KeyRing::new(key)),
                 identity_requests: AtomicU64::new(0),
                 token_requests: AtomicU64::new(0),
                 jwks_requests: AtomicU64::new(0),
+                iap_key_requests: AtomicU64::new(0),
                 identity_fault: Mutex::new(IdentityFault::None),
                 jwks_down: AtomicBool::new(false),
+                iap_keys_down: AtomicBool::new(false),
+                iap_keys: RwLock::new(KeyRing::new(iap_key)),
             }),
         })
     }
@@ -370,16 +417,32 @@ impl Emulator {
 
     fn install(&self, key: SigningKey) -> String {
         let kid = key.kid().to_owned();
-        let mut ring = self
-            .inner
+        self.inner
             .keys
             .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let old = std::mem::replace(&mut ring.current, Arc::new(key));
-        ring.previous.insert(0, old);
-        ring.previous.truncate(MAX_PUBLISHED_KEYS - 1);
-        drop(ring);
+            .unwrap_or_else(PoisonError::into_inner)
+            .install(key);
         tracing::info!(%kid, "signing key rotated");
+        kid
+    }
+
+    /// Replaces IAP's signing key with a new one (new `kid`); the old one stays published in
+    /// IAP's key set. Returns the new `kid`. Cheap (a P-256 key).
+    ///
+    /// # Panics
+    /// If the key cannot be generated.
+    pub fn rotate_iap(&self) -> String {
+        self.install_iap(IapKey::generate().expect("P-256 key generation failed"))
+    }
+
+    fn install_iap(&self, key: IapKey) -> String {
+        let kid = key.kid().to_owned();
+        self.inner
+            .iap_keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .install(key);
+        tracing::info!(%kid, "IAP signing key rotated");
         kid
     }
 
@@ -395,10 +458,7 @@ impl Emulator {
             .keys
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let keys: Vec<&Value> = std::iter::once(&ring.current)
-            .chain(&ring.previous)
-            .map(|k| k.jwk())
-            .collect();
+        let keys: Vec<&Value> = ring.published().map(|k| k.jwk()).collect();
         json!({ "keys": keys })
     }
 
@@ -410,11 +470,91 @@ impl Emulator {
             .keys
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let map: serde_json::Map<String, Value> = std::iter::once(&ring.current)
-            .chain(&ring.previous)
+        let map: serde_json::Map<String, Value> = ring
+            .published()
             .map(|k| (k.kid().to_owned(), Value::from(k.cert_pem())))
             .collect();
         Value::Object(map)
+    }
+
+    /// IAP's published key set, as at [`IAP_JWKS_PATH`]: `{"keys": [current, previous…]}`,
+    /// each `{"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid","x","y"}`.
+    pub fn iap_jwks(&self) -> Value {
+        let ring = self
+            .inner
+            .iap_keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let keys: Vec<&Value> = ring.published().map(|k| k.jwk()).collect();
+        json!({ "keys": keys })
+    }
+
+    /// IAP's published key set as at [`IAP_PEM_PATH`]: `{kid: "-----BEGIN PUBLIC KEY-----…"}`.
+    pub fn iap_public_keys(&self) -> Value {
+        let ring = self
+            .inner
+            .iap_keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let map: serde_json::Map<String, Value> = ring
+            .published()
+            .map(|k| (k.kid().to_owned(), Value::from(k.pem())))
+            .collect();
+        Value::Object(map)
+    }
+
+    /// The `kid` of the IAP key that signs new assertions.
+    pub fn current_iap_kid(&self) -> String {
+        self.current_iap().kid().to_owned()
+    }
+
+    /// An IAP signed-header assertion (ES256, IAP's header and current key) with the claims of
+    /// `assertion`: what IAP puts in `X-Goog-IAP-JWT-Assertion`.
+    ///
+    /// # Panics
+    /// If ECDSA signing fails (it does not with a generated key).
+    pub fn mint_iap(&self, assertion: &IapAssertion) -> String {
+        self.sign_iap(assertion.claims(now_secs()))
+    }
+
+    /// Signs `claims` exactly as given with IAP's current key and header (`alg` `ES256`, its
+    /// `kid`): for assertions a test shapes by hand (wrong `iss`, missing `email`…).
+    ///
+    /// # Panics
+    /// If ECDSA signing fails (it does not with a generated key).
+    pub fn sign_iap(&self, claims: Value) -> String {
+        let key = self.current_iap();
+        key.sign(&key.header(), &claims)
+            .expect("ECDSA signing failed")
+    }
+
+    /// Signs `claims` under an arbitrary `header` with IAP's current key (for attack tests).
+    ///
+    /// # Panics
+    /// If ECDSA signing fails (it does not with a generated key).
+    pub fn sign_iap_with_header(&self, header: Value, claims: Value) -> String {
+        self.current_iap()
+            .sign(&header, &claims)
+            .expect("ECDSA signing failed")
+    }
+
+    /// A forgery: `claims` under IAP's header with the current IAP `kid`, signed ES256 by a
+    /// fresh P-256 key that is never published. Every verifier must refuse it (signature).
+    ///
+    /// # Panics
+    /// If the key cannot be generated or signing fails.
+    pub fn forge_iap(&self, claims: Value) -> String {
+        let forger = IapKey::generate().expect("P-256 key generation failed");
+        forger
+            .sign(&self.current_iap().header(), &claims)
+            .expect("ECDSA signing failed")
+    }
+
+    /// The ID token IAP's service agent ([`IAP_SERVICE_AGENT`]) presents to a Cloud Run service
+    /// behind IAP, for `audience` (the service's URL), valid an hour, as the container sees it
+    /// in `X-Serverless-Authorization`: with its signature replaced by [`STRIPPED_SIGNATURE`].
+    pub fn iap_service_agent_token(&self, audience: &str) -> String {
+        strip_signature(&self.mint(IAP_SERVICE_AGENT, audience, Duration::from_secs(3600)))
     }
 
     /// Requests received by the access-token endpoint (`…/service-accounts/*/token`).
@@ -450,14 +590,31 @@ impl Emulator {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// While `true`, the key-set endpoints (both forms) answer 503.
+    /// Requests received by IAP's key-set endpoints (both forms).
+    pub fn iap_key_requests(&self) -> u64 {
+        self.inner.iap_key_requests.load(Ordering::Relaxed)
+    }
+
+    /// While `true`, every key-set endpoint answers 503: Google's (both forms) and IAP's (both
+    /// forms) — a key-server outage.
     pub fn set_jwks_down(&self, down: bool) {
         self.inner.jwks_down.store(down, Ordering::Relaxed);
     }
 
-    /// Whether the key-set endpoint is down.
+    /// Whether the key-set endpoints are down ([`Emulator::set_jwks_down`]).
     pub fn jwks_down(&self) -> bool {
         self.inner.jwks_down.load(Ordering::Relaxed)
+    }
+
+    /// While `true`, IAP's key-set endpoints (both forms) answer 503; Google's are unaffected.
+    pub fn set_iap_keys_down(&self, down: bool) {
+        self.inner.iap_keys_down.store(down, Ordering::Relaxed);
+    }
+
+    /// Whether IAP's key-set endpoints answer 503 (their own fault or
+    /// [`Emulator::set_jwks_down`]).
+    pub fn iap_keys_down(&self) -> bool {
+        self.inner.iap_keys_down.load(Ordering::Relaxed) || self.jwks_down()
     }
 
     /// The fault for one identity request; a one-shot fault is consumed.
@@ -482,6 +639,17 @@ impl Emulator {
             &self
                 .inner
                 .keys
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .current,
+        )
+    }
+
+    fn current_iap(&self) -> Arc<IapKey> {
+        Arc::clone(
+            &self
+                .inner
+                .iap_keys
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .current,
@@ -598,5 +766,93 @@ mod tests {
         assert_eq!(published.len(), MAX_PUBLISHED_KEYS);
         assert_eq!(published[0], fourth);
         assert!(!published.contains(&first));
+    }
+
+    fn iap_kids(emu: &Emulator) -> Vec<String> {
+        emu.iap_jwks()["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_owned())
+            .collect()
+    }
+
+    fn header_of(jwt: &str) -> Value {
+        use base64::Engine;
+        let h = jwt.split('.').next().expect("header");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .expect("b64");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[test]
+    fn iap_keys_rotate_apart_from_the_google_keys() {
+        let emu = Emulator::new(EmulatorConfig::default());
+        let google = emu.current_kid();
+        let first = emu.current_iap_kid();
+        assert_ne!(first, google);
+        assert_eq!(iap_kids(&emu), std::slice::from_ref(&first));
+        let pems = emu.iap_public_keys();
+        assert!(
+            pems[&first]
+                .as_str()
+                .expect("pem")
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+        let second = emu.rotate_iap();
+        assert_eq!(emu.current_kid(), google, "the Google key stays");
+        assert_eq!(iap_kids(&emu), [second.clone(), first.clone()]);
+        emu.rotate_iap();
+        emu.rotate_iap();
+        let published = iap_kids(&emu);
+        assert_eq!(published.len(), MAX_PUBLISHED_KEYS);
+        assert!(!published.contains(&first));
+        let minted = emu.mint_iap(&IapAssertion::new("a@example.com", "aud"));
+        assert_eq!(
+            header_of(&minted),
+            json!({"alg": "ES256", "kid": emu.current_iap_kid(), "typ": "JWT"})
+        );
+    }
+
+    #[test]
+    fn the_service_agent_token_is_stripped_and_for_the_service() {
+        let emu = Emulator::new(EmulatorConfig::default());
+        let token = emu.iap_service_agent_token("http://127.0.0.1:8080");
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts[2], STRIPPED_SIGNATURE);
+        use base64::Engine;
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[1])
+                .expect("b64"),
+        )
+        .expect("json");
+        assert_eq!(claims["email"], IAP_SERVICE_AGENT);
+        assert_eq!(claims["aud"], "http://127.0.0.1:8080");
+        assert_eq!(claims["iss"], "https://accounts.google.com");
+        assert_eq!(header_of(&token)["kid"], emu.current_kid());
+    }
+
+    #[test]
+    fn a_forgery_carries_the_iap_kid_but_another_signature() {
+        let emu = Emulator::new(EmulatorConfig::default());
+        let claims = IapAssertion::new("a@example.com", "aud").claims(now_secs());
+        let forged = emu.forge_iap(claims.clone());
+        let real = emu.sign_iap(claims);
+        assert_eq!(header_of(&forged), header_of(&real));
+        let sig = |t: &str| t.rsplit('.').next().expect("sig").to_owned();
+        assert_ne!(sig(&forged), sig(&real));
+    }
+
+    #[test]
+    fn an_outage_takes_the_iap_key_set_down_too() {
+        let emu = Emulator::new(EmulatorConfig::default());
+        assert!(!emu.iap_keys_down());
+        emu.set_jwks_down(true);
+        assert!(emu.iap_keys_down());
+        emu.set_jwks_down(false);
+        emu.set_iap_keys_down(true);
+        assert!(emu.iap_keys_down() && !emu.jwks_down());
     }
 }

@@ -48,7 +48,7 @@ fn help() -> String {
         HELP_GROUPS,
     ) + "\n"
         + &client_setup("127.0.0.1:PORT")
-        + "\nIts /emulator/* routes (mint, rotate, faults) answer only loopback Host headers; its\n\
+        + "\nIts /emulator/* routes (mint, iap/assertion, rotate, faults) answer only loopback Host headers; its\n\
            metadata routes also metadata.google.internal, metadata and 169.254.169.254 (others\n\
            get 403: DNS rebinding).\n"
 }

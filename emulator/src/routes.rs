@@ -2,7 +2,8 @@
 //! text or JSON, `Metadata-Flavor: Google` required on requests and sent on every answer, 403
 //! for requests carrying `X-Forwarded-For`), and only to requests addressed to a name the
 //! metadata server is reached by; `/emulator/…` routes answer JSON and problem documents, and
-//! only to requests addressed to a loopback `Host`. The key sets answer any `Host`.
+//! only to requests addressed to a loopback `Host`. The key sets (Google's and IAP's) answer any
+//! `Host`.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -18,9 +19,12 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::keys::SigningKey;
+use super::keys::{IapKey, SigningKey};
 use super::metadata::{self, Alt, Endpoint, Entry};
-use super::{EXPIRED_BY, Emulator, IdentityFault, JWKS_PATH, PEM_CERTS_PATH, is_email, now_secs};
+use super::{
+    EXPIRED_BY, Emulator, IAP_JWKS_PATH, IAP_PEM_PATH, IapAssertion, IdentityFault, JWKS_PATH,
+    PEM_CERTS_PATH, is_email, now_secs,
+};
 use shared::problem::Problem;
 
 const FLAVOR: &str = "metadata-flavor";
@@ -36,7 +40,10 @@ pub(super) fn router(emu: Emulator) -> Router {
         .route("/", get(root))
         .route(JWKS_PATH, get(jwks))
         .route(PEM_CERTS_PATH, get(pem_certs))
+        .route(IAP_JWKS_PATH, get(iap_jwks))
+        .route(IAP_PEM_PATH, get(iap_public_keys))
         .route("/emulator/mint", post(mint))
+        .route("/emulator/iap/assertion", post(mint_iap))
         .route("/emulator/rotate", post(rotate))
         .route("/emulator/faults", post(faults))
         .fallback(metadata)
@@ -77,7 +84,7 @@ enum HostRule {
 fn host_rule(path: &str) -> HostRule {
     if path.starts_with("/emulator/") {
         HostRule::Loopback
-    } else if path == JWKS_PATH || path == PEM_CERTS_PATH {
+    } else if [JWKS_PATH, PEM_CERTS_PATH, IAP_JWKS_PATH, IAP_PEM_PATH].contains(&path) {
         HostRule::Any
     } else {
         HostRule::Metadata
@@ -440,6 +447,39 @@ async fn jwks(State(emu): State<Emulator>) -> Response {
         .into_response()
 }
 
+/// Counts a request to IAP's key set; `Some(503)` while it is down.
+fn iap_key_set_request(emu: &Emulator) -> Option<Response> {
+    emu.inner.iap_key_requests.fetch_add(1, Ordering::Relaxed);
+    emu.iap_keys_down().then(|| {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "IAP key set unavailable (injected fault)\n",
+        )
+    })
+}
+
+async fn iap_jwks(State(emu): State<Emulator>) -> Response {
+    if let Some(down) = iap_key_set_request(&emu) {
+        return down;
+    }
+    (
+        [(header::CACHE_CONTROL, key_set_cache_control(&emu))],
+        Json(emu.iap_jwks()),
+    )
+        .into_response()
+}
+
+async fn iap_public_keys(State(emu): State<Emulator>) -> Response {
+    if let Some(down) = iap_key_set_request(&emu) {
+        return down;
+    }
+    (
+        [(header::CACHE_CONTROL, key_set_cache_control(&emu))],
+        Json(emu.iap_public_keys()),
+    )
+        .into_response()
+}
+
 async fn pem_certs(State(emu): State<Emulator>) -> Response {
     if let Some(down) = key_set_request(&emu) {
         return down;
@@ -497,9 +537,67 @@ async fn mint(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IapMintRequest {
+    email: String,
+    audience: String,
+    sub: Option<String>,
+    hd: Option<String>,
+    lifetime_secs: Option<u64>,
+    issued_at: Option<u64>,
+}
+
+/// `POST /emulator/iap/assertion`: `{"assertion": JWT, "kid": …}`, an IAP assertion with
+/// IAP's claims for `email` at `audience` (ten minutes unless `lifetime_secs`; `issued_at`
+/// back-dates it for expired ones).
+async fn mint_iap(
+    State(emu): State<Emulator>,
+    body: Result<Json<IapMintRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(rejection) => return Problem::bad_request(rejection.body_text()).into_response(),
+    };
+    if !is_email(&req.email) {
+        return Problem::bad_request("email must be an email address").into_response();
+    }
+    if req.audience.trim().is_empty() {
+        return Problem::bad_request("audience must not be empty").into_response();
+    }
+    let mut assertion = IapAssertion::new(req.email, req.audience);
+    assertion.sub = req.sub;
+    assertion.hd = req.hd;
+    assertion.issued_at = req.issued_at;
+    if let Some(secs) = req.lifetime_secs {
+        if !(1..=MAX_MINT_LIFETIME).contains(&secs) {
+            return Problem::bad_request(format!(
+                "lifetime_secs must be between 1 and {MAX_MINT_LIFETIME}"
+            ))
+            .into_response();
+        }
+        assertion.lifetime = std::time::Duration::from_secs(secs);
+    }
+    let key = emu.current_iap();
+    match key.sign(&key.header(), &assertion.claims(now_secs())) {
+        Ok(jwt) => Json(json!({ "assertion": jwt, "kid": key.kid() })).into_response(),
+        Err(_) => Problem::internal().into_response(),
+    }
+}
+
+/// `POST /emulator/rotate`: a new Google signing key and a new IAP key; the replaced ones stay
+/// published. `{"kid": new RSA kid, "iap_kid": new IAP kid}`.
 async fn rotate(State(emu): State<Emulator>) -> Response {
-    match tokio::task::spawn_blocking(SigningKey::generate).await {
-        Ok(Ok(key)) => Json(json!({ "kid": emu.install(key) })).into_response(),
+    let keys = tokio::task::spawn_blocking(|| {
+        Ok::<_, aws_lc_rs::error::Unspecified>((SigningKey::generate()?, IapKey::generate()?))
+    })
+    .await;
+    match keys {
+        Ok(Ok((key, iap_key))) => {
+            let kid = emu.install(key);
+            let iap_kid = emu.install_iap(iap_key);
+            Json(json!({ "kid": kid, "iap_kid": iap_kid })).into_response()
+        }
         _ => {
             tracing::error!("cannot generate a new signing key");
             Problem::internal().into_response()
@@ -511,6 +609,7 @@ async fn rotate(State(emu): State<Emulator>) -> Response {
 struct FaultsRequest {
     identity: Option<IdentityFault>,
     jwks_down: Option<bool>,
+    iap_keys_down: Option<bool>,
 }
 
 async fn faults(
@@ -527,8 +626,16 @@ async fn faults(
     if let Some(down) = req.jwks_down {
         emu.set_jwks_down(down);
     }
-    tracing::info!(identity = ?emu.identity_fault(), jwks_down = emu.jwks_down(), "faults set");
-    Json(json!({ "identity": emu.identity_fault(), "jwks_down": emu.jwks_down() })).into_response()
+    if let Some(down) = req.iap_keys_down {
+        emu.set_iap_keys_down(down);
+    }
+    tracing::info!(identity = ?emu.identity_fault(), jwks_down = emu.jwks_down(), iap_keys_down = emu.iap_keys_down(), "faults set");
+    Json(json!({
+        "identity": emu.identity_fault(),
+        "jwks_down": emu.jwks_down(),
+        "iap_keys_down": emu.iap_keys_down(),
+    }))
+    .into_response()
 }
 
 #[cfg(test)]
@@ -616,6 +723,9 @@ mod tests {
         assert_eq!(host_rule("/emulator/mint"), HostRule::Loopback);
         assert_eq!(host_rule("/oauth2/v3/certs"), HostRule::Any);
         assert_eq!(host_rule("/oauth2/v1/certs"), HostRule::Any);
+        assert_eq!(host_rule("/iap/verify/public_key-jwk"), HostRule::Any);
+        assert_eq!(host_rule("/iap/verify/public_key"), HostRule::Any);
+        assert_eq!(host_rule("/emulator/iap/assertion"), HostRule::Loopback);
         for path in [
             "/",
             "/computeMetadata/v1/instance/service-accounts/default/identity",

@@ -6,8 +6,10 @@
 //! - [`wiring`]: the settings that connect emulator → called → caller (also used by the test
 //!   kit and the benchmark, through `testkit::wiring`).
 //! - [`chain`]: the `local` binary's run: all three services in one process on fixed ports.
+//! - [`iap_front`]: the IAP front (`LOCAL_IAP=true`): IAP's headers in front of `caller`.
 //! - [`ready`]: the one readiness wait and its wait budget (re-exported by `testkit::ready`).
 
 pub mod chain;
+pub mod iap_front;
 pub mod ready;
 pub mod wiring;

@@ -10,6 +10,8 @@
 //! - [`emu`]: the metadata-server emulator on 127.0.0.1:0 in this process, and its tokens.
 //! - [`echo`]: a router with the real `Authenticator` on 127.0.0.1:0 echoing the principal.
 //! - [`in_process`]: called, caller or the whole chain in this process on port 0.
+//! - [`iap`]: IAP assertions (valid and misused), IAP's service agent's stripped token, and the
+//!   chain behind the IAP front in this process ([`iap_chain`]).
 //! - [`child`]: a service binary as a child process (`Spec` → `Proc`) and `free_port`.
 //! - [`drain`]: graceful shutdown as the suites watch it (idle connection, SIGTERM, exit 0).
 //! - [`ready`]: the one readiness wait (`local::ready`, re-exported), with the one wait budget,
@@ -26,6 +28,9 @@ pub mod clock;
 pub mod drain;
 pub mod echo;
 pub mod emu;
+pub mod iap;
 pub mod in_process;
+
+pub use iap::iap_chain;
 pub mod raw;
 pub mod ready;

@@ -15,6 +15,20 @@ const CALLED_URL = process.env.CALLED_URL;
 const EMULATOR_URL = process.env.EMULATOR_URL;
 const AUDIENCE = CALLED_URL;
 const SERVICE_ACCOUNT = process.env.EXPECTED_SERVICE_ACCOUNT;
+// IAP on a Cloud Run service: /projects/PROJECT_NUMBER/locations/REGION/services/SERVICE.
+const IAP_AUDIENCE = '/projects/000000000000/locations/local/services/caller';
+const IAP_PERSON = 'alice@example.com';
+
+/** An IAP signed-header assertion minted by the emulator (POST /emulator/iap/assertion). */
+async function iapAssertion(fields = {}) {
+  const response = await fetch(`${EMULATOR_URL}/emulator/iap/assertion`, {
+    method: 'POST',
+    headers: {'content-type': 'application/json'},
+    body: JSON.stringify({email: IAP_PERSON, audience: IAP_AUDIENCE, ...fields}),
+  });
+  assert.equal(response.status, 200, await response.clone().text());
+  return (await response.json()).assertion;
+}
 
 const results = [];
 
@@ -97,6 +111,39 @@ await check("gcp-metadata instance('zone'), instance('region')", async () => {
 
 await check("gcp-metadata universe('universe-domain')", async () => {
   assert.equal(await gcpMetadata.universe('universe-domain'), 'googleapis.com');
+});
+
+await check("IAP: getIapPublicKeys + verifySignedJwtWithCertsAsync as Google's sample", async () => {
+  const iapJwt = await iapAssertion();
+  // Google's IAP sample, with the emulator's key URL in place of https://www.gstatic.com's.
+  const oAuth2Client = new OAuth2Client({
+    endpoints: {oauth2IapPublicKeyUrl: `${EMULATOR_URL}/iap/verify/public_key`},
+  });
+  const response = await oAuth2Client.getIapPublicKeys();
+  const ticket = await oAuth2Client.verifySignedJwtWithCertsAsync(
+    iapJwt,
+    response.pubkeys,
+    IAP_AUDIENCE,
+    ['https://cloud.google.com/iap'],
+  );
+  assert.equal(ticket.getPayload().email, IAP_PERSON);
+  assert.match(ticket.getPayload().sub, /^accounts\.google\.com:\d+$/);
+  await assert.rejects(
+    oAuth2Client.verifySignedJwtWithCertsAsync(
+      iapJwt,
+      response.pubkeys,
+      '/projects/000000000000/global/backendServices/1',
+      ['https://cloud.google.com/iap'],
+    ),
+    /audience/i,
+  );
+  const foreign = await iapAssertion({issued_at: Math.floor(Date.now() / 1000)});
+  await assert.rejects(
+    oAuth2Client.verifySignedJwtWithCertsAsync(foreign, response.pubkeys, IAP_AUDIENCE, [
+      'https://accounts.google.com',
+    ]),
+    /issuer/i,
+  );
 });
 
 const passed = results.filter(Boolean).length;

@@ -15,6 +15,9 @@ CALLED_URL = os.environ["CALLED_URL"]
 EMULATOR_URL = os.environ["EMULATOR_URL"]
 AUDIENCE = CALLED_URL
 SERVICE_ACCOUNT = os.environ["EXPECTED_SERVICE_ACCOUNT"]
+# IAP on a Cloud Run service: /projects/PROJECT_NUMBER/locations/REGION/services/SERVICE.
+IAP_AUDIENCE = "/projects/000000000000/locations/local/services/caller"
+IAP_PERSON = "alice@example.com"
 
 results = []
 
@@ -182,6 +185,83 @@ def _verify_oauth2_token():
 
     claims = id_token.verify_oauth2_token(fresh_token(), EmulatorCerts(), audience=AUDIENCE)
     assert claims["email"] == SERVICE_ACCOUNT, claims
+
+
+def iap_assertion(**fields):
+    """An IAP signed-header assertion minted by the emulator (POST /emulator/iap/assertion)."""
+    import requests
+
+    body = {"email": IAP_PERSON, "audience": IAP_AUDIENCE, "hd": "example.com", **fields}
+    response = requests.post(EMULATOR_URL + "/emulator/iap/assertion", json=body, timeout=10)
+    assert response.status_code == 200, f"{response.status_code} {response.text}"
+    return response.json()["assertion"]
+
+
+def expect_refused(fn, why):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - google-auth raises ValueError and its subclasses
+        assert why in str(e).lower(), f"refused, but not for its {why}: {e}"
+    else:
+        raise AssertionError(f"accepted an assertion with the wrong {why}")
+
+
+@check("IAP: id_token.verify_token(certs_url=<emulator>/iap/verify/public_key) as Google's sample")
+def _verify_iap_pem():
+    iap_jwt = iap_assertion()
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    # Google's IAP sample, with the emulator's URL in place of https://www.gstatic.com.
+    decoded_jwt = id_token.verify_token(
+        iap_jwt,
+        google.auth.transport.requests.Request(),
+        audience=IAP_AUDIENCE,
+        certs_url=EMULATOR_URL + "/iap/verify/public_key",
+    )
+    assert decoded_jwt["email"] == IAP_PERSON, decoded_jwt
+    assert decoded_jwt["iss"] == "https://cloud.google.com/iap", decoded_jwt
+    assert decoded_jwt["sub"].startswith("accounts.google.com:"), decoded_jwt
+    assert decoded_jwt["hd"] == "example.com", decoded_jwt
+    assert decoded_jwt["exp"] - decoded_jwt["iat"] == 600, decoded_jwt
+
+
+@check("IAP: id_token.verify_token(certs_url=<emulator>/iap/verify/public_key-jwk) (JWKS)")
+def _verify_iap_jwks():
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    decoded_jwt = id_token.verify_token(
+        iap_assertion(),
+        google.auth.transport.requests.Request(),
+        audience=IAP_AUDIENCE,
+        certs_url=EMULATOR_URL + "/iap/verify/public_key-jwk",
+    )
+    assert decoded_jwt["email"] == IAP_PERSON, decoded_jwt
+
+
+@check("IAP: verify_token refuses a wrong audience and an expired assertion")
+def _verify_iap_refusals():
+    import time
+
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    def verify(token, audience=IAP_AUDIENCE):
+        return id_token.verify_token(
+            token,
+            google.auth.transport.requests.Request(),
+            audience=audience,
+            certs_url=EMULATOR_URL + "/iap/verify/public_key",
+        )
+
+    good = iap_assertion()
+    expect_refused(
+        lambda: verify(good, audience="/projects/000000000000/global/backendServices/1"),
+        "audience",
+    )
+    expired = iap_assertion(issued_at=int(time.time()) - 7200)
+    expect_refused(lambda: verify(expired), "expired")
 
 
 passed = sum(results)
