@@ -6,6 +6,7 @@ mod helpers;
 mod attacks;
 mod chain;
 mod forward;
+mod iap;
 mod key_set;
 mod metadata;
 mod outbound;
