@@ -75,8 +75,8 @@ run "provider schema: self-test on deploy/fixtures/bad" "$py" deploy/check_schem
 run "invariants: terraform/" "$py" deploy/check_invariants.py terraform
 run "invariants: self-test on deploy/fixtures/bad" "$py" deploy/check_invariants.py --expect-fail deploy/fixtures/bad
 
-# ---- README: the roles a first deployment needs ------------------------------------------
-run "README Deploy: the roles terraform/ needs are documented" "$py" deploy/check_docs.py README.md
+# ---- docs/deploy.md: the roles a first deployment needs ---------------------------------
+run "docs/deploy.md: the roles terraform/ needs are documented" "$py" deploy/check_docs.py docs/deploy.md
 run_fails "README Deploy roles: self-test on deploy/fixtures/README.bad.md" \
   "$py" deploy/check_docs.py deploy/fixtures/README.bad.md
 
