@@ -3,12 +3,30 @@
 use std::sync::LazyLock;
 
 use axum::response::Response;
-use shared::openapi::BearerAuth;
+use shared::openapi::{
+    BearerAuth, LAYER_HEADERS, ReadOn, RequestHeader, RequestHeaders, SERVERLESS_AUTHORIZATION,
+};
 use shared::problem::Problem;
 use utoipa::OpenApi;
 
 use crate::routes;
 use crate::store::{Entity, Page};
+
+/// The headers the called service's authentication reads besides `Authorization`.
+const AUTH_HEADERS: &[RequestHeader] = &[
+    SERVERLESS_AUTHORIZATION,
+    RequestHeader {
+        name: "X-Forwarded-Authorization",
+        read_on: ReadOn::Authenticated,
+        description: "Bearer <the end user's ID token, or an IAP assertion>: read only from a \
+                      principal in AUTH_FORWARDERS, and then verified in full in every mode (aud \
+                      in AUTH_FORWARDED_AUDIENCES); its email becomes on_behalf_of and scopes \
+                      Idempotency-Key. Invalid or repeated: 401. Ignored from any other principal.",
+    },
+];
+
+/// Every request header this service reads outside its handlers, documented per operation.
+const HEADERS: RequestHeaders = RequestHeaders(&[LAYER_HEADERS, AUTH_HEADERS]);
 
 /// The document's definition.
 #[derive(OpenApi)]
@@ -19,7 +37,7 @@ use crate::store::{Entity, Page};
     ),
     paths(routes::create, routes::get_one, routes::list, routes::live, routes::ready),
     components(schemas(Entity, Page, Problem, routes::CreateBody)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &HEADERS)
 )]
 pub struct ApiDoc;
 
