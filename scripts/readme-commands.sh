@@ -52,11 +52,12 @@ PY
 
 say "Ctrl-C stops all three"
 pid="${PIDS[-1]}"
-# cargo run forwards nothing: signal the local binary itself (cargo's child).
-child="$(pgrep -P "$pid" -x local || true)"
-kill -INT "${child:-$pid}"
-for _ in $(seq 1 100); do kill -0 "${child:-$pid}" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "${child:-$pid}" 2>/dev/null; then echo "local did not stop on SIGINT" >&2; exit 1; fi
-wait "$pid" || { echo "local exited non-zero after SIGINT" >&2; exit 1; }
+# On Unix `cargo run` replaces itself with the program (exec), so this pid is `local` itself.
+kill -INT "$pid"
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then echo "local did not stop on SIGINT" >&2; exit 1; fi
+status=0
+wait "$pid" || status=$?
+[ "$status" = 0 ] || { echo "local exited $status after SIGINT, not 0" >&2; exit 1; }
 PIDS=()
 echo "README first screen: OK"
