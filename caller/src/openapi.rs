@@ -91,4 +91,53 @@ mod tests {
             &super::DOCUMENT,
         );
     }
+
+    /// Every operation documents the layers' headers; the authenticated ones also the headers
+    /// authentication reads (`X-Goog-IAP-JWT-Assertion`), the others not; no header appears twice.
+    #[test]
+    fn every_header_read_is_documented_once_on_the_operations_that_read_it() {
+        let ops = shared::openapi::header_parameters(&super::DOCUMENT);
+        assert!(ops.iter().any(|(_, authenticated, _)| *authenticated));
+        for (op, authenticated, names) in ops {
+            let mut lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+            lower.sort();
+            lower.dedup();
+            assert_eq!(lower.len(), names.len(), "{op}: a header twice: {names:?}");
+            for layer in shared::openapi::LAYER_HEADERS {
+                assert!(
+                    lower.contains(&layer.name.to_ascii_lowercase()),
+                    "{op}: no {}",
+                    layer.name
+                );
+            }
+            for auth in ["x-serverless-authorization", "x-goog-iap-jwt-assertion"] {
+                assert_eq!(
+                    lower.iter().any(|n| n == auth),
+                    authenticated,
+                    "{op}: {auth}"
+                );
+            }
+        }
+    }
+
+    /// `POST /` says what it sends to the called service, the end user's token included.
+    #[test]
+    fn post_documents_what_it_forwards() {
+        let doc: serde_json::Value = serde_json::from_str(&super::DOCUMENT).unwrap();
+        let text = doc["paths"]["/"]["post"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        for forwarded in [
+            "Authorization: Bearer",
+            "X-Forwarded-Authorization: Bearer",
+            "Idempotency-Key",
+            "traceparent",
+            "X-Request-Id",
+        ] {
+            assert!(
+                text.contains(forwarded),
+                "POST / does not say it forwards {forwarded}"
+            );
+        }
+    }
 }

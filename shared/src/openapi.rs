@@ -145,6 +145,34 @@ fn add_headers<'a>(operation: &mut Operation, headers: impl Iterator<Item = &'a 
     }
 }
 
+/// For the services' tests: each operation of a rendered document as `("METHOD /path",
+/// authenticated, header parameter names)`.
+///
+/// # Panics
+/// When `document` is not an OpenAPI document in JSON.
+pub fn header_parameters(document: &str) -> Vec<(String, bool, Vec<String>)> {
+    let doc: serde_json::Value = serde_json::from_str(document).expect("an OpenAPI JSON document");
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let names = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "header")
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect();
+            let authenticated = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            out.push((
+                format!("{} {path}", method.to_uppercase()),
+                authenticated,
+                names,
+            ));
+        }
+    }
+    out
+}
+
 /// A response serving a pre-rendered OpenAPI document.
 pub fn json_response(document: &'static str) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
