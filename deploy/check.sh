@@ -78,8 +78,8 @@ run "metrics, alerts and IAP: terraform/ against deploy/log-fields.json" "$py" d
 run "metrics, alerts and IAP: self-test on deploy/fixtures/bad-monitoring" \
   "$py" deploy/check_monitoring.py --expect-fail deploy/fixtures/bad-monitoring
 
-# ---- README: the roles a first deployment needs ------------------------------------------
-run "README Deploy: the roles terraform/ needs are documented" "$py" deploy/check_docs.py README.md
+# ---- docs/deploy.md: the roles a first deployment needs ---------------------------------
+run "docs/deploy.md: the roles terraform/ needs are documented" "$py" deploy/check_docs.py docs/deploy.md
 run_fails "README Deploy roles: self-test on deploy/fixtures/README.bad.md" \
   "$py" deploy/check_docs.py deploy/fixtures/README.bad.md
 

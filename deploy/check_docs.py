@@ -3,11 +3,11 @@
 
 The roles follow from the resource types terraform/ uses (ROLE_FOR): every type must have an
 entry here, so a new kind of resource forces a look at the documented roles, and every role
-must appear in README's `## Deploy` section, with Owner as the one-role alternative.
+must appear in the deploy guide (docs/deploy.md, or a README's `## Deploy` section), with Owner as the one-role alternative.
 "Editor plus ..." lists are refused: Editor cannot set IAM policies on Cloud Run services,
 Artifact Registry repositories, secrets or buckets, nor turn off Cloud Run's invoker check.
 
-Usage: check_docs.py [README]   (default README.md); exit 1 on a problem.
+Usage: check_docs.py [DOC]   (default docs/deploy.md); exit 1 on a problem.
 """
 
 from __future__ import annotations
@@ -56,12 +56,15 @@ NOT_GOOGLE = ("random_", "time_")
 
 
 def deploy_section(readme: str) -> str:
+    """A README's `## Deploy` section, or the whole of a deploy guide titled `# Deploy...`."""
     m = re.search(r"^## Deploy\n(.*?)(?=^## )", readme, re.M | re.S)
-    return m.group(1) if m else ""
+    if m:
+        return m.group(1)
+    return readme if readme.startswith("# Deploy") else ""
 
 
 def main(argv: list[str]) -> int:
-    readme = Path(argv[1]) if len(argv) > 1 else ROOT / "README.md"
+    readme = Path(argv[1]) if len(argv) > 1 else ROOT / "docs" / "deploy.md"
     section = deploy_section(readme.read_text())
     errs: list[str] = []
     if not section:

@@ -7,7 +7,7 @@
 # Starts the debug binaries on free loopback ports — the metadata emulator and called (SQLite in
 # a temporary folder, only the emulator's service account allowed) — runs
 # emulator/clients/python/check_google_auth.py and emulator/clients/node/check_google_auth.mjs,
-# checks that the README's snippets are the ones those programs run, prints one PASS/FAIL line
+# checks that docs/emulator.md's snippets are the ones those programs run, prints one PASS/FAIL line
 # per check and ends with `N passed, M failed` (non-zero exit when M > 0). Kills everything it
 # started. With CI=true a missing python3 or node fails the run: a skipped check is not a pass.
 #
@@ -72,8 +72,8 @@ common=(PATH="$PATH" HOME="$WORK/home" CLOUDSDK_CONFIG="$WORK/gcloud"
 OUT="$WORK/results.txt"
 : >"$OUT"
 
-say "README snippets are the programs' snippets"
-python3 - "$ROOT/README.md" "$CLIENTS/python/check_google_auth.py" "$CLIENTS/node/check_google_auth.mjs" <<'PY' | tee -a "$OUT"
+say "docs/emulator.md snippets are the programs' snippets"
+python3 - "$ROOT/docs/emulator.md" "$CLIENTS/python/check_google_auth.py" "$CLIENTS/node/check_google_auth.mjs" <<'PY' | tee -a "$OUT"
 import re, sys, textwrap
 readme = open(sys.argv[1]).read()
 programs = {}
@@ -83,13 +83,13 @@ for path in sys.argv[2:]:
 quoted = dict(re.findall(r"<!-- snippet ([\w-]+) -->\n```\w*\n(.*?)```\n", readme, re.S))
 for name in sorted(set(programs) | set(quoted)):
     if name not in quoted:
-        print(f"FAIL snippets: {name} is in a program but not in README.md")
+        print(f"FAIL snippets: {name} is in a program but not in docs/emulator.md")
     elif name not in programs:
-        print(f"FAIL snippets: README.md quotes {name}, which no program runs")
+        print(f"FAIL snippets: docs/emulator.md quotes {name}, which no program runs")
     elif quoted[name] != programs[name]:
-        print(f"FAIL snippets: README.md's {name} differs from the program's")
+        print(f"FAIL snippets: docs/emulator.md's {name} differs from the program's")
     else:
-        print(f"PASS snippets: README.md's {name} is the one the tests run")
+        print(f"PASS snippets: docs/emulator.md's {name} is the one the tests run")
 PY
 
 say "Python google-auth (GCE_METADATA_HOST and GCE_METADATA_IP=$EMU_HOST)"

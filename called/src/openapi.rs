@@ -3,12 +3,30 @@
 use std::sync::LazyLock;
 
 use axum::response::Response;
-use shared::openapi::BearerAuth;
+use shared::openapi::{
+    BearerAuth, LAYER_HEADERS, ReadOn, RequestHeader, RequestHeaders, SERVERLESS_AUTHORIZATION,
+};
 use shared::problem::Problem;
 use utoipa::OpenApi;
 
 use crate::routes;
 use crate::store::{Entity, Page};
+
+/// The headers the called service's authentication reads besides `Authorization`.
+const AUTH_HEADERS: &[RequestHeader] = &[
+    SERVERLESS_AUTHORIZATION,
+    RequestHeader {
+        name: "X-Forwarded-Authorization",
+        read_on: ReadOn::Authenticated,
+        description: "Bearer <the end user's ID token, or an IAP assertion>: read only from a \
+                      principal in AUTH_FORWARDERS, and then verified in full in every mode (aud \
+                      in AUTH_FORWARDED_AUDIENCES); its email becomes on_behalf_of and scopes \
+                      Idempotency-Key. Invalid or repeated: 401. Ignored from any other principal.",
+    },
+];
+
+/// Every request header this service reads outside its handlers, documented per operation.
+const HEADERS: RequestHeaders = RequestHeaders(&[LAYER_HEADERS, AUTH_HEADERS]);
 
 /// The document's definition.
 #[derive(OpenApi)]
@@ -19,7 +37,7 @@ use crate::store::{Entity, Page};
     ),
     paths(routes::create, routes::get_one, routes::list, routes::live, routes::ready),
     components(schemas(Entity, Page, Problem, routes::CreateBody)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &HEADERS)
 )]
 pub struct ApiDoc;
 
@@ -43,5 +61,34 @@ mod tests {
             concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"),
             &super::DOCUMENT,
         );
+    }
+
+    /// Every operation documents the layers' headers; the authenticated ones also the headers
+    /// authentication reads (`X-Forwarded-Authorization`), the others not; no header appears
+    /// twice.
+    #[test]
+    fn every_header_read_is_documented_once_on_the_operations_that_read_it() {
+        let ops = shared::openapi::header_parameters(&super::DOCUMENT);
+        assert!(ops.iter().any(|(_, authenticated, _)| *authenticated));
+        for (op, authenticated, names) in ops {
+            let mut lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+            lower.sort();
+            lower.dedup();
+            assert_eq!(lower.len(), names.len(), "{op}: a header twice: {names:?}");
+            for layer in shared::openapi::LAYER_HEADERS {
+                assert!(
+                    lower.contains(&layer.name.to_ascii_lowercase()),
+                    "{op}: no {}",
+                    layer.name
+                );
+            }
+            for auth in ["x-serverless-authorization", "x-forwarded-authorization"] {
+                assert_eq!(
+                    lower.iter().any(|n| n == auth),
+                    authenticated,
+                    "{op}: {auth}"
+                );
+            }
+        }
     }
 }
