@@ -302,6 +302,7 @@ async fn every_refusal_is_one_entry_with_its_reason_code_and_no_token() {
             case.id
         );
         let e = mine[0];
+        assert_matches_contract(e, "auth_refusal");
         let auth = &e["auth"];
         assert_eq!(
             e["message"], "request refused by authentication",
@@ -409,6 +410,7 @@ async fn a_key_set_outage_is_an_error_entry_with_keys_unavailable() {
         .iter()
         .find(|e| e["request_id"] == "outage")
         .unwrap_or_else(|| panic!("no refusal entry in {lines:#?}"));
+    assert_matches_contract(e, "auth_refusal");
     assert_eq!(e["severity"], "ERROR");
     assert_eq!(e["auth"]["status"], 503);
     assert_eq!(e["auth"]["reason"], "keys_unavailable");
@@ -420,8 +422,71 @@ async fn a_key_set_outage_is_an_error_entry_with_keys_unavailable() {
         .filter(|v| v["event"] == "key_set_fetch_failed")
         .collect();
     assert!(!fetch_failed.is_empty(), "no key_set_fetch_failed entry");
+    assert_matches_contract(&fetch_failed[0], "key_set_fetch_failed");
     assert_eq!(fetch_failed[0]["url"], dead);
     assert_eq!(fetch_failed[0]["severity"], "WARNING");
+}
+
+/// `entry` (a line of the service's JSON log) against the entry kind `kind` of
+/// `deploy/log-fields.json` — the contract Terraform's log-based metrics are checked against:
+/// each declared field present (unless optional) with its type and allowed values, and no
+/// field of the `auth` object that the contract does not declare.
+fn assert_matches_contract(entry: &Value, kind: &str) {
+    let contract: Value = serde_json::from_str(include_str!("../../../deploy/log-fields.json"))
+        .expect("deploy/log-fields.json is JSON");
+    let fields = contract["entries"][kind]["fields"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no entry kind {kind}"));
+    for (path, rule) in fields {
+        let mut v = entry;
+        let mut present = true;
+        for key in path.trim_start_matches("jsonPayload.").split('.') {
+            match v.get(key) {
+                Some(next) => v = next,
+                None => present = false,
+            }
+        }
+        if !present {
+            assert!(
+                rule["optional"] == true,
+                "{kind}: {path} missing in {entry}"
+            );
+            continue;
+        }
+        let type_ok = match rule["type"].as_str() {
+            Some("string") => v.is_string(),
+            Some("number") => v.is_number(),
+            Some("object") => v.is_object(),
+            other => panic!("unknown type {other:?}"),
+        };
+        assert!(
+            type_ok,
+            "{kind}: {path} is not a {} in {entry}",
+            rule["type"]
+        );
+        if let Some(values) = rule["values"].as_array() {
+            assert!(
+                values.contains(v),
+                "{kind}: {path} = {v} is not an allowed value"
+            );
+        }
+    }
+    if let Some(auth) = entry.get("auth").and_then(Value::as_object) {
+        for key in auth.keys() {
+            assert!(
+                fields.contains_key(&format!("jsonPayload.auth.{key}")),
+                "{kind}: auth.{key} is not in deploy/log-fields.json"
+            );
+        }
+    }
+    let by_status = &contract["entries"][kind]["severity_by_status"];
+    if let Some(status) = entry["auth"]["status"].as_u64() {
+        assert_eq!(
+            entry["severity"],
+            by_status[status.to_string()],
+            "{kind}: severity"
+        );
+    }
 }
 
 /// No line holds a distinguishing part of any of `tokens`.
