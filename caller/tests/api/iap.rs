@@ -209,12 +209,38 @@ async fn called_verifies_a_forwarded_assertion_with_iaps_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_iap_key_set_outage_is_503_never_acceptance() {
-    let chain = iap_chain().await;
-    chain.emu.emulator.set_iap_keys_down(true);
+    // The caller cannot reach IAP's key set at all: 503 with Retry-After, never a 201.
+    let dead = format!(
+        "http://127.0.0.1:{}/iap/verify/public_key-jwk",
+        testkit::child::free_port()
+    );
+    let chain = iap_chain_with(PERSON, &[("AUTH_IAP_JWKS_URL", &dead)], &[]).await;
     let res = chain
         .post(Some(PERSON), &[], &json!({"foo": "hello"}))
         .await;
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
-    chain.emu.emulator.set_iap_keys_down(false);
+
+    // called has not needed IAP's keys yet when they go down: a forwarded assertion is 503
+    // there too, and through the chain the person is never accepted.
+    let chain = iap_chain().await;
+    chain.emu.emulator.set_iap_keys_down(true);
+    let called = &chain.called.base;
+    let res = reqwest::Client::new()
+        .post(format!("{called}/"))
+        .bearer_auth(chain.emu.sa_token(called))
+        .header(
+            "x-forwarded-authorization",
+            format!("Bearer {}", chain.assertion(PERSON)),
+        )
+        .json(&json!({"bar": "direct"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    let res = chain
+        .post(Some(PERSON), &[], &json!({"foo": "hello"}))
+        .await;
+    assert_ne!(res.status(), 201, "accepted without IAP's keys");
 }

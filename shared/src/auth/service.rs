@@ -42,6 +42,8 @@ pub struct ServiceAuth {
     mode: AuthMode,
     authenticator: Option<Authenticator>,
     jwks: Option<JwksCache>,
+    /// IAP's key set, when the caller takes people from IAP (warmed up at start).
+    iap_jwks: Option<JwksCache>,
 }
 
 impl ServiceAuth {
@@ -55,6 +57,7 @@ impl ServiceAuth {
                 mode: cfg.mode,
                 authenticator: None,
                 jwks: None,
+                iap_jwks: None,
             };
         }
         if cfg.allow_any_principal {
@@ -69,7 +72,9 @@ impl ServiceAuth {
         }
         let jwks = cfg.key_set(http.clone());
         let keys: Arc<dyn KeySource> = Arc::new(jwks.clone());
-        let iap_keys = || -> Arc<dyn KeySource> { Arc::new(cfg.iap_key_set(http.clone())) };
+        let iap_jwks = cfg.iap_key_set(http.clone());
+        let iap_keys = || -> Arc<dyn KeySource> { Arc::new(iap_jwks.clone()) };
+        let mut warm_iap = false;
         let verifier =
             |audiences: &[String], signature| cfg.verifier(audiences, signature, keys.clone());
         let mut builder = Authenticator::builder(verifier(&cfg.audiences, cfg.mode.signature()))
@@ -109,6 +114,7 @@ impl ServiceAuth {
                     "the end user is the person in X-Goog-IAP-JWT-Assertion (AUTH_ALLOWED_PRINCIPALS applies to that person)"
                 );
                 builder = builder.iap_users(users);
+                warm_iap = true;
             }
             EndUsers::Iap(_) | EndUsers::None => {}
         }
@@ -116,6 +122,7 @@ impl ServiceAuth {
             mode: cfg.mode,
             authenticator: Some(builder.build()),
             jwks: Some(jwks),
+            iap_jwks: warm_iap.then_some(iap_jwks),
         }
     }
 
@@ -134,12 +141,19 @@ impl ServiceAuth {
         self.jwks.as_ref()
     }
 
-    /// Fetches the key set once (errors are logged; requests retry later). Call at startup
-    /// so the first request does not wait for it.
+    /// Fetches the key sets once (errors are logged; requests retry later). Call at startup
+    /// so the first request does not wait for them.
     pub async fn warm_up(&self) {
-        if let Some(jwks) = &self.jwks {
-            jwks.warm_up().await;
-        }
+        let warm = |k: Option<&JwksCache>| {
+            let k = k.cloned();
+            async move {
+                if let Some(k) = k {
+                    k.warm_up().await;
+                }
+            }
+        };
+        // IAP's key set too when people come through IAP, at the same time.
+        tokio::join!(warm(self.jwks.as_ref()), warm(self.iap_jwks.as_ref()));
     }
 
     /// Whether tokens can be verified now (`true` with `AUTH_MODE=off`).
