@@ -271,7 +271,9 @@ impl Forwarder {
         };
         let (parts, body) = res.into_parts();
         let status = parts.status;
-        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        if shared::telemetry::otel::enabled() {
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
+        }
         let mut headers = HeaderMap::new();
         for name in [
             header::CONTENT_TYPE,

@@ -546,6 +546,65 @@ mod imp {
                 .unwrap_or_default();
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn x_cloud_trace_context_becomes_a_remote_parent() {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-cloud-trace-context",
+                HeaderValue::from_static("0123456789abcdef0123456789ABCDEF/123;o=1"),
+            );
+            let sc = cloud_trace_context(&h).expect("valid");
+            assert_eq!(
+                sc.trace_id().to_string(),
+                "0123456789abcdef0123456789abcdef"
+            );
+            assert_eq!(sc.span_id().to_string(), "000000000000007b");
+            assert!(sc.is_sampled() && sc.is_remote());
+            h.insert(
+                "x-cloud-trace-context",
+                HeaderValue::from_static("0123456789abcdef0123456789abcdef/0;o=0"),
+            );
+            assert!(cloud_trace_context(&h).is_none(), "span 0 is no parent");
+        }
+
+        #[test]
+        fn a_span_log_line_names_service_span_parent_and_duration() {
+            let log = SpanLog {
+                service: "caller".into(),
+            };
+            let start = std::time::SystemTime::UNIX_EPOCH;
+            let span = SpanData {
+                span_context: SpanContext::new(
+                    TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("hex"),
+                    SpanId::from_hex("00f067aa0ba902b7").expect("hex"),
+                    TraceFlags::SAMPLED,
+                    false,
+                    TraceState::default(),
+                ),
+                parent_span_id: SpanId::INVALID,
+                parent_span_is_remote: false,
+                span_kind: opentelemetry::trace::SpanKind::Server,
+                name: "request".into(),
+                start_time: start,
+                end_time: start + Duration::from_micros(1500),
+                attributes: Vec::new(),
+                dropped_attributes_count: 0,
+                events: Default::default(),
+                links: Default::default(),
+                status: opentelemetry::trace::Status::Unset,
+                instrumentation_scope: Default::default(),
+            };
+            assert_eq!(
+                log.line(&span),
+                "span service=caller name=request trace=4bf92f3577b34da6a3ce929d0e0e4736 span=00f067aa0ba902b7 parent=- duration_ms=1.500\n"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
