@@ -41,20 +41,13 @@ RUN mkdir /skeleton \
 # deploy/smoke.sh replaces it (podman build --build-context build=...) by an image of
 # host-built binaries at the same paths, and builds the final stages below unchanged.
 FROM toolchain AS build
-# OTEL=true compiles in the tracing export (OpenTelemetry spans over OTLP/HTTP when
-# OTEL_EXPORTER_OTLP_ENDPOINT is set; cargo feature `otel`, about +2 MiB per binary); without
-# it the OTEL_* settings are accepted and `--help` says the export is not compiled in.
-ARG OTEL=false
-ENV INVOKER_FEATURES=${OTEL}
 # 1. Dependencies only (cached until a manifest or the lockfile changes).
 COPY --from=skeleton /skeleton/ ./
-RUN if [ "$INVOKER_FEATURES" = true ]; then set -- --features shared/otel; fi \
- && cargo build --release --locked --bin caller --bin called "$@"
+RUN cargo build --release --locked --bin caller --bin called
 # 2. The real sources. Touch them so cargo rebuilds the workspace crates over the stubs.
 COPY . .
-RUN if [ "$INVOKER_FEATURES" = true ]; then set -- --features shared/otel; fi \
- && find . -path ./target -prune -o -type f -exec touch {} + \
- && cargo build --release --locked --bin caller --bin called "$@" \
+RUN find . -path ./target -prune -o -type f -exec touch {} + \
+ && cargo build --release --locked --bin caller --bin called \
  && mkdir /out \
  && cp "target/$CARGO_BUILD_TARGET/release/caller" "target/$CARGO_BUILD_TARGET/release/called" /out/
 

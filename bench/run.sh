@@ -46,8 +46,6 @@ if ! grep -qF "$services_cmd" Dockerfile; then
   echo "bench/run.sh: the Dockerfile no longer runs '$services_cmd'" >&2
   exit 1
 fi
-# OTEL=true: the services with the tracing export compiled in, as the Dockerfile's OTEL=true.
-if [ "${OTEL:-false}" = true ]; then services_cmd="$services_cmd --features shared/otel"; fi
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$build_target"; then
   echo "bench/run.sh: the Dockerfile's Rust target $build_target is not installed (rustup target add $build_target)" >&2
   exit 1

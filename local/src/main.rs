@@ -32,7 +32,7 @@ const LOCAL_USER: Setting = Setting::new(
 const LOCAL_TRACING: Setting = Setting::unset(
     "LOCAL_TRACING",
     "unset: as the OTEL_* settings say",
-    "otlp: spans to OTEL_EXPORTER_OTLP_ENDPOINT, else to a collector on 127.0.0.1:4318 if one answers, else a log of spans; log: one stderr line per finished span; off: none. Needs `cargo run -p local --features otel`",
+    "otlp: spans to OTEL_EXPORTER_OTLP_ENDPOINT, else to a collector on 127.0.0.1:4318 if one answers, else a log of spans; log: one stderr line per finished span; off: none",
 );
 const SETTINGS: &[Setting] = &[
     PORT,

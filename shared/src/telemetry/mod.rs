@@ -225,12 +225,10 @@ fn with_tracing<S>(
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
 {
-    #[cfg(feature = "otel")]
-    if let Some(layer) = otel::layer::<S>(cfg, service) {
-        return sub.with(layer).try_init();
+    match otel::layer::<S>(cfg, service) {
+        Some(layer) => sub.with(layer).try_init(),
+        None => sub.try_init(),
     }
-    let _ = (cfg, service);
-    sub.try_init()
 }
 
 /// `filter` as [`Targets`] when it means the same there as in [`EnvFilter`]: only
