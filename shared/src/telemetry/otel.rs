@@ -276,7 +276,11 @@ mod imp {
                 .with_tracer(tracer)
                 .with_location(false)
                 .with_threads(false)
-                .with_tracked_inactivity(false),
+                .with_tracked_inactivity(false)
+                // Parents come from the `tracing` span tree; nothing here reads OpenTelemetry's
+                // thread-local context, so entering a span (every poll of an instrumented
+                // future) need not swap it.
+                .with_context_activation(false),
         )
     }
 
