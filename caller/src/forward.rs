@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::Full;
 use tokio::time::Instant;
+use tracing::Instrument;
 use url::Url;
 
 use crate::error::Error;
@@ -155,7 +156,16 @@ impl Forwarder {
             if remaining.is_zero() {
                 return Err(self.no_token(TokenError::Timeout(self.timeout)));
             }
-            let outcome = tokio::time::timeout(remaining, self.attempt(out, &token)).await;
+            // One client span per attempt when tracing is on; its id goes out in `traceparent`.
+            let hop = shared::trace_span!(
+                "hop",
+                otel.kind = "client",
+                http.request.method = "POST",
+                http.response.status_code = tracing::field::Empty,
+                attempt,
+            );
+            let outcome =
+                tokio::time::timeout(remaining, self.attempt(out, &token).instrument(hop)).await;
             let (failure, after, pass_through) = match outcome {
                 Err(_) => return Err(Error::Deadline),
                 Ok(Err(e)) => return Err(e),
@@ -202,7 +212,11 @@ impl Forwarder {
     /// `TOKEN_FETCH_TIMEOUT_MS`; the request's deadline may be sooner).
     async fn token_before(&self, deadline: Instant) -> Result<IdToken, Error> {
         let budget = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout_at(deadline, self.tokens.get()).await {
+        let wait = self
+            .tokens
+            .get()
+            .instrument(shared::trace_span!("token_wait"));
+        match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(token)) => Ok(token),
             Ok(Err(e)) => Err(self.no_token(e)),
             Err(_) => Err(self.no_token(TokenError::Timeout(budget))),
@@ -238,6 +252,8 @@ impl Forwarder {
         for (name, value) in &out.propagated {
             h.insert(*name, value.clone());
         }
+        // With tracing on, `traceparent` names this attempt's `hop` span (else: as received).
+        shared::telemetry::otel::inject_current(h);
         if let Some(value) = &out.forwarded_authorization {
             h.insert(X_FORWARDED_AUTHORIZATION, value.clone());
         }
@@ -255,6 +271,9 @@ impl Forwarder {
         };
         let (parts, body) = res.into_parts();
         let status = parts.status;
+        if shared::telemetry::otel::enabled() {
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
+        }
         let mut headers = HeaderMap::new();
         for name in [
             header::CONTENT_TYPE,

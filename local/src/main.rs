@@ -10,6 +10,7 @@ use emulator::EmulatorConfig;
 use local::chain::{IapOptions, Ports, run};
 use shared::config::{ConfigError, Reader, Setting, Source, render_help};
 use shared::telemetry::TelemetryConfig;
+use shared::telemetry::otel::{Export, TracingConfig};
 
 const PORT: Setting = Setting::new("PORT", "8080", "caller's port on 127.0.0.1");
 const CALLED_PORT: Setting = Setting::new("CALLED_PORT", "8081", "called's port on 127.0.0.1");
@@ -43,6 +44,11 @@ const LOCAL_IAP_PRINCIPALS: Setting = Setting::new(
     "alice@example.com",
     "with LOCAL_IAP=true: the people caller allows (emails or *@domain, comma-separated)",
 );
+const LOCAL_TRACING: Setting = Setting::unset(
+    "LOCAL_TRACING",
+    "unset: as the OTEL_* settings say",
+    "otlp: spans to OTEL_EXPORTER_OTLP_ENDPOINT, else to a collector on 127.0.0.1:4318 if one answers, else a log of spans; log: one stderr line per finished span; off: none",
+);
 const SETTINGS: &[Setting] = &[
     PORT,
     CALLED_PORT,
@@ -52,7 +58,52 @@ const SETTINGS: &[Setting] = &[
     LOCAL_IAP,
     LOCAL_IAP_PORT,
     LOCAL_IAP_PRINCIPALS,
+    LOCAL_TRACING,
 ];
+
+/// The OTLP/HTTP port a collector listens on by default.
+const COLLECTOR: ([u8; 4], u16) = ([127, 0, 0, 1], 4318);
+
+/// Where `local`'s spans go for `LOCAL_TRACING` (caller's and called's spans both come from
+/// this one process: the `hop` span and called's `request` span show the two hops).
+fn local_tracing(r: &Reader<'_>, mut tracing: TracingConfig) -> Result<TracingConfig, ConfigError> {
+    tracing.export = match r.raw(&LOCAL_TRACING).as_deref() {
+        None => tracing.export,
+        Some("off") => Export::Off,
+        Some("log") => Export::Log,
+        Some("otlp") => match tracing.export {
+            Export::Otlp(url) => Export::Otlp(url),
+            _ => {
+                let addr = SocketAddr::from(COLLECTOR);
+                let answers = std::net::TcpStream::connect_timeout(
+                    &addr,
+                    std::time::Duration::from_millis(300),
+                )
+                .is_ok();
+                if answers {
+                    Export::Otlp(format!("http://{addr}/v1/traces"))
+                } else {
+                    println!(
+                        "local: no OTLP collector answers on {addr}: spans go to a log instead"
+                    );
+                    Export::Log
+                }
+            }
+        },
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                LOCAL_TRACING.name,
+                other,
+                "expected otlp, log or off",
+            ));
+        }
+    };
+    // Short batches: a developer sees a request's spans right after it.
+    if r.raw(&TracingConfig::SCHEDULE_DELAY).is_none() {
+        tracing.schedule_delay = std::time::Duration::from_millis(200);
+    }
+    Ok(tracing)
+}
 
 const HELP_GROUPS: &[(&str, &[Setting])] = &[
     ("Local chain", SETTINGS),
@@ -103,7 +154,15 @@ fn settings(src: &dyn Source) -> Result<Settings, ConfigError> {
             },
         },
         emulator: EmulatorConfig::from_source(src)?,
-        telemetry: TelemetryConfig::from_source(src)?,
+        telemetry: {
+            let mut t = TelemetryConfig::from_source(src)?;
+            t.tracing = local_tracing(&r, t.tracing)?;
+            println!(
+                "local: spans: {}",
+                shared::telemetry::otel::describe(&t.tracing)
+            );
+            t
+        },
     })
 }
 
@@ -167,5 +226,34 @@ mod tests {
             .err()
             .expect("not a bool");
         assert_eq!(e.name, "LOCAL_IAP");
+    }
+
+    fn tracing_for(pairs: &[(&str, &str)]) -> Result<TracingConfig, ConfigError> {
+        let src = MapSource::from_pairs(pairs.iter().copied());
+        let r = Reader::new(&src);
+        local_tracing(&r, TracingConfig::from_source(&src)?)
+    }
+
+    #[test]
+    fn local_tracing_picks_where_spans_go() {
+        assert_eq!(tracing_for(&[]).expect("unset").export, Export::Off);
+        let log = tracing_for(&[("LOCAL_TRACING", "log")]).expect("log");
+        assert_eq!(log.export, Export::Log);
+        assert_eq!(log.schedule_delay, std::time::Duration::from_millis(200));
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9/");
+        assert_eq!(
+            tracing_for(&[("LOCAL_TRACING", "otlp"), endpoint])
+                .expect("otlp")
+                .export,
+            Export::Otlp("http://127.0.0.1:9/v1/traces".into())
+        );
+        assert_eq!(
+            tracing_for(&[("LOCAL_TRACING", "off"), endpoint])
+                .expect("off")
+                .export,
+            Export::Off
+        );
+        let e = tracing_for(&[("LOCAL_TRACING", "jaeger")]).expect_err("bad");
+        assert_eq!(e.name, "LOCAL_TRACING");
     }
 }

@@ -53,7 +53,7 @@ where
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(cfg.telemetry());
+    crate::telemetry::init_named(cfg.telemetry(), name);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,6 +73,8 @@ where
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "{name} failed");
     }
+    // Spans still batched go out first (their exporter may log), within a bound of their own.
+    crate::telemetry::otel::shutdown(crate::telemetry::otel::EXIT_EXPORT);
     // Log lines are written in batches by a thread of their own: the last ones go out before
     // the process ends, waiting at most `telemetry::EXIT_FLUSH` (1 s) for an output nobody
     // reads — the exit is never held by a blocked stdout.

@@ -180,10 +180,20 @@ impl Store {
     }
 
     /// Inserts durably: returns only after the commit that holds the row.
+    ///
+    /// With tracing on, inside a `store_write` span (for SQLite: the wait for the writer
+    /// thread's commit).
     pub async fn insert(&self, new: NewEntity) -> Result<InsertOutcome, StoreError> {
+        use tracing::Instrument;
         match self {
-            Self::Sqlite(s) => s.insert(new).await,
-            Self::Postgres(s) => s.insert(new).await,
+            Self::Sqlite(s) => {
+                let span = shared::trace_span!("store_write", db.system = "sqlite");
+                s.insert(new).instrument(span).await
+            }
+            Self::Postgres(s) => {
+                let span = shared::trace_span!("store_write", db.system = "postgresql");
+                s.insert(new).instrument(span).await
+            }
         }
     }
 

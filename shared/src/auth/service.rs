@@ -182,10 +182,11 @@ pub fn protect<S>(route: MethodRouter<S>, auth: &ServiceAuth) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    match &auth.authenticator {
+    // The `authenticate` span around the check when tracing is on (telemetry::otel).
+    crate::telemetry::otel::authenticate_span(route, |route| match &auth.authenticator {
         Some(a) => route.route_layer(AuthLayer::new(a.clone()).on_rejection(problem)),
         None => route.route_layer(axum::middleware::from_fn(off)),
-    }
+    })
 }
 
 async fn off(mut req: Request, next: Next) -> Response {

@@ -166,7 +166,13 @@ async fn observe(
         http.user_agent = tracing::field::Empty,
         http.remote_ip = tracing::field::Empty,
         http.protocol = ?req.version(),
+        otel.kind = tracing::field::Empty,
     );
+    // With tracing on: a server span continuing the incoming trace (no-op otherwise).
+    if telemetry::otel::enabled() {
+        span.record("otel.kind", "server");
+        telemetry::otel::set_remote_parent(&span, headers);
+    }
     if let Some(tc) = telemetry::trace_context(headers) {
         span.record("trace_id", tc.trace_id.as_str());
         if let Some(s) = tc.span_id.as_deref() {

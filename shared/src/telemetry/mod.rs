@@ -17,6 +17,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{ConfigError, Reader, Setting, Source};
 
+pub mod otel;
 pub mod sink;
 
 /// Output format of the logs (`LOG_FORMAT`).
@@ -37,6 +38,8 @@ pub struct TelemetryConfig {
     pub filter: String,
     /// `GOOGLE_CLOUD_PROJECT`: makes trace ids full resource names.
     pub project: Option<String>,
+    /// The `OTEL_*` settings: where spans go, if anywhere.
+    pub tracing: otel::TracingConfig,
 }
 
 impl TelemetryConfig {
@@ -55,9 +58,20 @@ impl TelemetryConfig {
         "unset",
         "project id; log trace ids become projects/PROJECT/traces/ID",
     );
-    /// The settings [`TelemetryConfig::from_source`] reads.
-    pub const SETTINGS: &'static [Setting] =
-        &[Self::LOG_FORMAT, Self::RUST_LOG, Self::GOOGLE_CLOUD_PROJECT];
+    /// The settings [`TelemetryConfig::from_source`] reads (logs, then traces).
+    pub const SETTINGS: &'static [Setting] = &[
+        Self::LOG_FORMAT,
+        Self::RUST_LOG,
+        Self::GOOGLE_CLOUD_PROJECT,
+        otel::TracingConfig::SETTINGS[0],
+        otel::TracingConfig::SETTINGS[1],
+        otel::TracingConfig::SETTINGS[2],
+        otel::TracingConfig::SETTINGS[3],
+        otel::TracingConfig::SETTINGS[4],
+        otel::TracingConfig::SETTINGS[5],
+        otel::TracingConfig::SETTINGS[6],
+        otel::TracingConfig::SETTINGS[7],
+    ];
 
     /// Reads and validates the logging settings.
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
@@ -86,6 +100,7 @@ impl TelemetryConfig {
             format,
             filter,
             project: r.raw(&Self::GOOGLE_CLOUD_PROJECT),
+            tracing: otel::TracingConfig::from_source(src)?,
         })
     }
 }
@@ -151,12 +166,21 @@ fn truncated(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
 
 static PROJECT: OnceLock<Option<String>> = OnceLock::new();
 
-/// Installs the global subscriber. A second call (tests) is a no-op.
+/// Installs the global subscriber for a process named `invoker` ([`init_named`]).
+pub fn init(cfg: &TelemetryConfig) {
+    init_named(cfg, "invoker");
+}
+
+/// Installs the global subscriber; `service` names the exported spans unless
+/// `OTEL_SERVICE_NAME` does. A second call (tests) is a no-op.
+///
+/// With tracing on ([`otel`]) an OpenTelemetry layer goes on top of the log layer; with it off
+/// none is installed at all.
 ///
 /// `RUST_LOG` made only of `target=level` directives (the usual `info,sqlx=warn`) is applied
 /// with [`Targets`], which costs nothing per span; directives that name spans or fields
 /// (`[span{field}]=debug`) need [`EnvFilter`], which takes a lock on every span entry.
-pub fn init(cfg: &TelemetryConfig) {
+pub fn init_named(cfg: &TelemetryConfig, service: &str) {
     let _ = PROJECT.set(cfg.project.clone());
     let filter: Box<dyn Layer<Registry> + Send + Sync> = match plain_targets(&cfg.filter) {
         Some(targets) => Box::new(targets),
@@ -166,9 +190,8 @@ pub fn init(cfg: &TelemetryConfig) {
     };
     flush_on_panic();
     let result = match cfg.format {
-        LogFormat::Text => tracing_subscriber::registry()
-            .with(filter)
-            .with(
+        LogFormat::Text => with_tracing(
+            tracing_subscriber::registry().with(filter).with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
                     // Colours only for a person at a terminal: a log file or pipe gets plain
@@ -176,14 +199,36 @@ pub fn init(cfg: &TelemetryConfig) {
                     // and those are escaped.
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .with_writer(|| TextLine),
-            )
-            .try_init(),
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(filter)
-            .with(CloudLoggingLayer)
-            .try_init(),
+            ),
+            &cfg.tracing,
+            service,
+        ),
+        LogFormat::Json => with_tracing(
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(CloudLoggingLayer),
+            &cfg.tracing,
+            service,
+        ),
     };
-    drop(result);
+    if result.is_ok() {
+        otel::report(&cfg.tracing);
+    }
+}
+
+/// Installs `sub`, with the OpenTelemetry layer on top when `cfg` turns tracing on.
+fn with_tracing<S>(
+    sub: S,
+    cfg: &otel::TracingConfig,
+    service: &str,
+) -> Result<(), tracing_subscriber::util::TryInitError>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+{
+    match otel::layer::<S>(cfg, service) {
+        Some(layer) => sub.with(layer).try_init(),
+        None => sub.try_init(),
+    }
 }
 
 /// `filter` as [`Targets`] when it means the same there as in [`EnvFilter`]: only
@@ -315,6 +360,7 @@ pub fn init_for_tests() {
             format: LogFormat::Text,
             filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
             project: None,
+            tracing: otel::TracingConfig::default(),
         });
     }
 }
@@ -420,6 +466,10 @@ struct JsonFields(Vec<(&'static str, FieldValue)>);
 
 impl JsonFields {
     fn set(&mut self, name: &'static str, value: FieldValue) {
+        // `otel.kind` and the like speak to the OpenTelemetry layer, not to the log.
+        if name.starts_with("otel.") {
+            return;
+        }
         match self.0.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.0.push((name, value)),
@@ -495,6 +545,15 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        // With tracing on, the entry carries the ids of the span it was logged in. Looked up
+        // before any extension is borrowed (the lookup locks them).
+        let otel_ids = if otel::enabled() {
+            ctx.event_span(event)
+                .and_then(|span| otel::ids_of(&span.id()))
+                .map(|(trace, span)| (FieldValue::Str(trace), FieldValue::Str(span)))
+        } else {
+            None
+        };
         let mut own = JsonFields::default();
         event.record(&mut Visitor(&mut own));
         let spans: Vec<_> = ctx
@@ -511,6 +570,14 @@ where
         for fields in layers {
             for (name, value) in &fields.0 {
                 match merged.iter_mut().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = value,
+                    None => merged.push((name, value)),
+                }
+            }
+        }
+        if let Some((trace, span)) = &otel_ids {
+            for (name, value) in [("trace_id", trace), ("span_id", span)] {
+                match merged.iter_mut().find(|(n, _)| *n == name) {
                     Some(slot) => slot.1 = value,
                     None => merged.push((name, value)),
                 }
