@@ -178,6 +178,38 @@ pub fn json_response(document: &'static str) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
+/// Asserts that every operation of `document` lists each header it reads exactly once: the
+/// layers' [`LAYER_HEADERS`] everywhere, and `auth_headers` (lower-case) on the authenticated
+/// operations only. For the services' OpenAPI tests.
+///
+/// # Panics
+/// On the first operation that misses a header, lists one twice, or lists an authentication
+/// header without authentication.
+pub fn assert_headers_documented(document: &str, auth_headers: &[&str]) {
+    let ops = header_parameters(document);
+    assert!(ops.iter().any(|(_, authenticated, _)| *authenticated));
+    for (op, authenticated, names) in ops {
+        let mut lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        lower.sort();
+        lower.dedup();
+        assert_eq!(lower.len(), names.len(), "{op}: a header twice: {names:?}");
+        for layer in LAYER_HEADERS {
+            assert!(
+                lower.contains(&layer.name.to_ascii_lowercase()),
+                "{op}: no {}",
+                layer.name
+            );
+        }
+        for auth in auth_headers {
+            assert_eq!(
+                lower.iter().any(|n| n == auth),
+                authenticated,
+                "{op}: {auth}"
+            );
+        }
+    }
+}
+
 /// For a service's unit test: the generated document must equal the checked-in file at `path`
 /// (reviewable in diffs, used by schemathesis). `UPDATE_OPENAPI=1` rewrites the file instead.
 ///

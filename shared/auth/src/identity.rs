@@ -34,11 +34,7 @@ impl Identity {
             (Some(_), _) => return Err(AuthError::EmailUnverified),
             (None, _) => return Err(AuthError::Email("token has no email claim")),
         };
-        let hosted_domain = match claims.hd.as_deref() {
-            None => None,
-            Some(hd) if is_well_formed_domain(hd) => Some(hd.to_lowercase()),
-            Some(_) => return Err(AuthError::Email("malformed hd claim")),
-        };
+        let hosted_domain = hosted_domain(claims)?;
         Ok(Self {
             email,
             subject: claims.sub.clone(),
@@ -60,16 +56,21 @@ impl Identity {
             Some(_) => return Err(AuthError::Email("malformed email claim")),
             None => return Err(AuthError::Email("assertion has no email claim")),
         };
-        let hosted_domain = match claims.hd.as_deref() {
-            None => None,
-            Some(hd) if is_well_formed_domain(hd) => Some(hd.to_lowercase()),
-            Some(_) => return Err(AuthError::Email("malformed hd claim")),
-        };
+        let hosted_domain = hosted_domain(claims)?;
         Ok(Self {
             email,
             subject: claims.sub.clone(),
             hosted_domain,
         })
+    }
+}
+
+/// The `hd` claim, lower-cased, when present and well formed.
+fn hosted_domain(claims: &Claims) -> Result<Option<String>, AuthError> {
+    match claims.hd.as_deref() {
+        None => Ok(None),
+        Some(hd) if is_well_formed_domain(hd) => Ok(Some(hd.to_lowercase())),
+        Some(_) => Err(AuthError::Email("malformed hd claim")),
     }
 }
 
