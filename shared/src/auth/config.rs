@@ -118,7 +118,7 @@ impl AuthConfig {
     pub const ALLOW_INSECURE_HTTP: Setting = Setting::new(
         "ALLOW_INSECURE_HTTP",
         "false",
-        "allow http:// URLs to hosts other than localhost, 127.0.0.0/8 and [::1] (AUTH_JWKS_URL, CALLED_URL)",
+        "allow http:// URLs to hosts other than localhost, 127.0.0.0/8 and [::1] (AUTH_JWKS_URL, AUTH_IAP_JWKS_URL, CALLED_URL)",
     );
     /// The settings [`AuthConfig::from_source`] reads.
     pub const SETTINGS: &'static [Setting] = &[
