@@ -18,7 +18,7 @@ use invoker_auth::{
 
 use super::config::AuthConfig;
 use super::forwarded::ForwardedConfig;
-use super::iap::IapConfig;
+use super::iap::{IapConfig, is_iap_audience};
 use super::mode::AuthMode;
 use crate::problem::Problem;
 
@@ -86,15 +86,18 @@ impl ServiceAuth {
                     forwarders = %f.forwarders,
                     audiences = %f.audiences.join(","),
                     mode = ?f.mode,
-                    "X-Forwarded-Authorization is verified from these principals only (ID tokens, and IAP assertions whose aud is listed)"
+                    "X-Forwarded-Authorization is verified from these principals only (ID tokens, and IAP assertions when an IAP audience is listed)"
                 );
-                builder = builder.forwarded_users(
-                    ForwardedUsers::new(
-                        f.forwarders.clone(),
-                        verifier(&f.audiences, f.mode.signature()),
-                    )
-                    .with_iap(cfg.iap_verifier(&f.audiences, iap_keys())),
+                let mut users = ForwardedUsers::new(
+                    f.forwarders.clone(),
+                    verifier(&f.audiences, f.mode.signature()),
                 );
+                // Only where an IAP audience is accepted: otherwise no forwarded assertion could
+                // pass, and telling the two kinds apart would cost every request a decode.
+                if f.audiences.iter().any(|a| is_iap_audience(a)) {
+                    users = users.with_iap(cfg.iap_verifier(&f.audiences, iap_keys()));
+                }
+                builder = builder.forwarded_users(users);
             }
             EndUsers::Forwarded(_) => tracing::info!(
                 "no trusted forwarders (AUTH_FORWARDERS is empty): X-Forwarded-Authorization is ignored"
