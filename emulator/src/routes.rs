@@ -436,15 +436,25 @@ fn key_set_cache_control(emu: &Emulator) -> String {
     )
 }
 
-async fn jwks(State(emu): State<Emulator>) -> Response {
-    if let Some(down) = key_set_request(&emu) {
+/// A key-set answer: the injected outage if any, else `body` of the emulator with the key
+/// set's `Cache-Control`. `body` runs only when the set is up.
+fn key_set_answer(
+    down: Option<Response>,
+    emu: &Emulator,
+    body: fn(&Emulator) -> serde_json::Value,
+) -> Response {
+    if let Some(down) = down {
         return down;
     }
     (
-        [(header::CACHE_CONTROL, key_set_cache_control(&emu))],
-        Json(emu.public_jwks()),
+        [(header::CACHE_CONTROL, key_set_cache_control(emu))],
+        Json(body(emu)),
     )
         .into_response()
+}
+
+async fn jwks(State(emu): State<Emulator>) -> Response {
+    key_set_answer(key_set_request(&emu), &emu, Emulator::public_jwks)
 }
 
 /// Counts a request to IAP's key set; `Some(503)` while it is down.
@@ -459,36 +469,15 @@ fn iap_key_set_request(emu: &Emulator) -> Option<Response> {
 }
 
 async fn iap_jwks(State(emu): State<Emulator>) -> Response {
-    if let Some(down) = iap_key_set_request(&emu) {
-        return down;
-    }
-    (
-        [(header::CACHE_CONTROL, key_set_cache_control(&emu))],
-        Json(emu.iap_jwks()),
-    )
-        .into_response()
+    key_set_answer(iap_key_set_request(&emu), &emu, Emulator::iap_jwks)
 }
 
 async fn iap_public_keys(State(emu): State<Emulator>) -> Response {
-    if let Some(down) = iap_key_set_request(&emu) {
-        return down;
-    }
-    (
-        [(header::CACHE_CONTROL, key_set_cache_control(&emu))],
-        Json(emu.iap_public_keys()),
-    )
-        .into_response()
+    key_set_answer(iap_key_set_request(&emu), &emu, Emulator::iap_public_keys)
 }
 
 async fn pem_certs(State(emu): State<Emulator>) -> Response {
-    if let Some(down) = key_set_request(&emu) {
-        return down;
-    }
-    (
-        [(header::CACHE_CONTROL, key_set_cache_control(&emu))],
-        Json(emu.pem_certs()),
-    )
-        .into_response()
+    key_set_answer(key_set_request(&emu), &emu, Emulator::pem_certs)
 }
 
 #[derive(Deserialize)]

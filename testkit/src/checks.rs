@@ -182,3 +182,50 @@ pub async fn probe_burst(url: &str, n: usize) -> Duration {
     }
     start.elapsed()
 }
+
+/// `{"FIELD":"x","a":[{"":0},…]}` as close to `max` bytes as it gets (at most 16 short): the
+/// body of many tiny values that once made a request cost a hundred times its size.
+pub fn tiny_objects(field: &str, max: usize) -> String {
+    let head = format!(r#"{{"{field}":"x","a":["#);
+    let n = (max - head.len() - 1) / 7;
+    let mut body = String::with_capacity(max);
+    body.push_str(&head);
+    for i in 0..n {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(r#"{"":0}"#);
+    }
+    body.push_str("]}");
+    assert!(body.len() <= max, "{}", body.len());
+    assert!(body.len() > max - 16, "{}", body.len());
+    body
+}
+
+/// Asserts that `service`'s peak RSS grew from `base` by at most 12 MiB after one megabyte
+/// of [`tiny_objects`] (`one`) and by at most 80 MiB after eight more at once (`after`), and
+/// says the growth (`before` names what it was before the fix).
+pub fn assert_tiny_objects_peak(
+    service: &str,
+    base: &crate::child::Memory,
+    one: &crate::child::Memory,
+    after: &crate::child::Memory,
+    before: &str,
+) {
+    const MIB: u64 = 1024;
+    let grew_one = one.hwm_kib.saturating_sub(base.hwm_kib);
+    let grew_eight = after.hwm_kib.saturating_sub(base.hwm_kib);
+    eprintln!(
+        "{service} peak RSS: {} KiB at the start; +{grew_one} KiB for one megabyte of tiny \
+         objects, +{grew_eight} KiB with eight more at once (was {before})",
+        base.hwm_kib
+    );
+    assert!(
+        grew_one <= 12 * MIB,
+        "one request raised the peak by {grew_one} KiB"
+    );
+    assert!(
+        grew_eight <= 80 * MIB,
+        "eight at once raised the peak by {grew_eight} KiB"
+    );
+}

@@ -12,28 +12,11 @@
 
 use std::time::{Duration, Instant};
 
+use testkit::checks::{assert_tiny_objects_peak, tiny_objects};
+
 use crate::helpers::start_open;
 
-const MIB: u64 = 1024;
 const MAX_BODY: usize = 1024 * 1024;
-
-/// `{"bar":"x","a":[{"":0},…]}` as close to `MAX_BODY` bytes as it gets.
-fn tiny_objects(field: &str) -> String {
-    let head = format!(r#"{{"{field}":"x","a":["#);
-    let n = (MAX_BODY - head.len() - 1) / 7;
-    let mut body = String::with_capacity(MAX_BODY);
-    body.push_str(&head);
-    for i in 0..n {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(r#"{"":0}"#);
-    }
-    body.push_str("]}");
-    assert!(body.len() <= MAX_BODY, "{}", body.len());
-    assert!(body.len() > MAX_BODY - 16, "{}", body.len());
-    body
-}
 
 async fn post(client: &reqwest::Client, url: &str, body: String, key: &str) -> u16 {
     let res = client
@@ -63,7 +46,7 @@ async fn one_mib_of_tiny_objects_does_not_balloon_memory() {
     assert_eq!(post(&client, &url, flat, "flat").await, 201);
     let base = called.memory();
 
-    let body = tiny_objects("bar");
+    let body = tiny_objects("bar", MAX_BODY);
     assert_eq!(post(&client, &url, body.clone(), "one").await, 201);
     let one = called.memory();
 
@@ -75,21 +58,7 @@ async fn one_mib_of_tiny_objects_does_not_balloon_memory() {
     assert!(eight.iter().all(|s| *s == 201), "{eight:?}");
     let after = called.memory();
 
-    let grew_one = one.hwm_kib.saturating_sub(base.hwm_kib);
-    let grew_eight = after.hwm_kib.saturating_sub(base.hwm_kib);
-    eprintln!(
-        "called peak RSS: {} KiB at the start; +{grew_one} KiB for one megabyte of tiny \
-         objects, +{grew_eight} KiB with eight more at once (was ~+109 MiB for one)",
-        base.hwm_kib
-    );
-    assert!(
-        grew_one <= 12 * MIB,
-        "one request raised the peak by {grew_one} KiB"
-    );
-    assert!(
-        grew_eight <= 80 * MIB,
-        "eight at once raised the peak by {grew_eight} KiB"
-    );
+    assert_tiny_objects_peak("called", &base, &one, &after, "~+109 MiB for one");
 }
 
 /// `{"bar":"x","z":{"z":…{"pad":[0,0,…]}…,"a":0},"a":0}`: `depth` objects around an array of

@@ -8,31 +8,14 @@
 
 use std::time::Duration;
 
+use testkit::checks::{assert_tiny_objects_peak, tiny_objects};
 use testkit::child::{Proc, free_port};
 use testkit::emu::Emu;
 use testkit::in_process::spawn_called;
 
 use crate::helpers::caller_spec;
 
-const MIB: u64 = 1024;
 const MAX_BODY: usize = 1024 * 1024;
-
-/// `{"foo":"x","a":[{"":0},…]}` as close to `MAX_BODY` bytes as it gets.
-fn tiny_objects() -> String {
-    let head = r#"{"foo":"x","a":["#;
-    let n = (MAX_BODY - head.len() - 1) / 7;
-    let mut body = String::with_capacity(MAX_BODY);
-    body.push_str(head);
-    for i in 0..n {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(r#"{"":0}"#);
-    }
-    body.push_str("]}");
-    assert!(body.len() <= MAX_BODY && body.len() > MAX_BODY - 16);
-    body
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mib_of_tiny_objects_does_not_balloon_memory() {
@@ -72,7 +55,7 @@ async fn one_mib_of_tiny_objects_does_not_balloon_memory() {
     assert_eq!(post(flat).await, 201);
     let base = caller.memory();
 
-    let body = tiny_objects();
+    let body = tiny_objects("foo", MAX_BODY);
     assert_eq!(post(body.clone()).await, 201);
     let one = caller.memory();
 
@@ -84,20 +67,11 @@ async fn one_mib_of_tiny_objects_does_not_balloon_memory() {
     assert!(eight.iter().all(|s| *s == 201), "{eight:?}");
     let after = caller.memory();
 
-    let grew_one = one.hwm_kib.saturating_sub(base.hwm_kib);
-    let grew_eight = after.hwm_kib.saturating_sub(base.hwm_kib);
-    eprintln!(
-        "caller peak RSS: {} KiB at the start; +{grew_one} KiB for one megabyte of tiny \
-         objects, +{grew_eight} KiB with eight more at once (was ~+107 MiB for one, ~+600 MiB \
-         for eight)",
-        base.hwm_kib
-    );
-    assert!(
-        grew_one <= 12 * MIB,
-        "one request raised the peak by {grew_one} KiB"
-    );
-    assert!(
-        grew_eight <= 80 * MIB,
-        "eight at once raised the peak by {grew_eight} KiB"
+    assert_tiny_objects_peak(
+        "caller",
+        &base,
+        &one,
+        &after,
+        "~+107 MiB for one, ~+600 MiB for eight",
     );
 }

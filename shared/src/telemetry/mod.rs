@@ -567,20 +567,16 @@ where
             .iter()
             .filter_map(|e| e.get::<JsonFields>())
             .chain(std::iter::once(&own));
-        for fields in layers {
-            for (name, value) in &fields.0 {
-                match merged.iter_mut().find(|(n, _)| n == name) {
-                    Some(slot) => slot.1 = value,
-                    None => merged.push((name, value)),
-                }
-            }
-        }
-        if let Some((trace, span)) = &otel_ids {
-            for (name, value) in [("trace_id", trace), ("span_id", span)] {
-                match merged.iter_mut().find(|(n, _)| *n == name) {
-                    Some(slot) => slot.1 = value,
-                    None => merged.push((name, value)),
-                }
+        let ids = otel_ids
+            .iter()
+            .flat_map(|(trace, span)| [("trace_id", trace), ("span_id", span)]);
+        let fields = layers
+            .flat_map(|f| f.0.iter().map(|(n, v)| (*n, v)))
+            .chain(ids);
+        for (name, value) in fields {
+            match merged.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => merged.push((name, value)),
             }
         }
         LINE.with(|line| {
